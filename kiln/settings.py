@@ -1,0 +1,68 @@
+"""Settings that come from the environment, read in one place.
+
+Task modules copy the ones they depend on into their `config_changed` dict,
+so changing a setting reruns exactly the stages that read it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+
+
+def build_output() -> Path:
+    """Where every artifact goes (KILN_BUILD_OUTPUT, default ./build-output)."""
+    return Path(os.environ.get("KILN_BUILD_OUTPUT") or ROOT / "build-output").resolve()
+
+
+def sources_dir() -> Path:
+    """Verified upstream tarballs (KILN_SOURCES, default build-output/sources)."""
+    return Path(os.environ.get("KILN_SOURCES") or build_output() / "sources").resolve()
+
+
+def cache_dir() -> Path:
+    """Compiler cache that should survive clean builds and CI runs (KILN_CACHE)."""
+    return Path(os.environ.get("KILN_CACHE") or build_output() / "cache").resolve()
+
+
+def mirrors() -> list[str]:
+    """KILN_MIRROR: local folders or http(s) URLs laid out like php.net's distributions
+    folder, tried in order before upstream. Separated by spaces, commas or newlines."""
+    raw = os.environ.get("KILN_MIRROR", "")
+    return [m for m in re.split(r"[\s,]+", raw) if m]
+
+
+def jobs() -> int:
+    """Parallel make jobs (KILN_JOBS, default: the cores this process may use)."""
+    value = os.environ.get("KILN_JOBS")
+    if value:
+        return max(1, int(value))
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def extra_cflags() -> str:
+    """KILN_CFLAGS: appended to the toolchain's flags (changes rebuild every compiled output)."""
+    return os.environ.get("KILN_CFLAGS", "").strip()
+
+
+def images_enabled() -> bool:
+    """KILN_IMAGES=off builds everything but container images (no Docker engine needed)."""
+    return os.environ.get("KILN_IMAGES", "on").lower() not in ("off", "0", "no", "false")
+
+
+def image_repository() -> str:
+    """Repository part of image tags (KILN_IMAGE_REPO, default php-wasm)."""
+    return os.environ.get("KILN_IMAGE_REPO", "php-wasm")
+
+
+def registry() -> str | None:
+    """KILN_REGISTRY: host:port of an OCI registry to publish to (unset: no publishing)."""
+    return os.environ.get("KILN_REGISTRY") or None
+
+
+def source_date_epoch() -> int:
+    """Timestamp baked into outputs that need one; fixed so builds are reproducible."""
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "1700000000"))

@@ -1,0 +1,93 @@
+"""Run the smoke checks a recipe declares (languages/<name>/smoke/checks.toml)."""
+from __future__ import annotations
+
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runner
+from .errors import KilnError
+from .versions import Version, VersionRange
+
+_FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "exit",
+           "stdout", "contains", "lacks", "status", "headers"}
+
+
+@dataclass
+class Outcome:
+    name: str
+    why: str
+    passed: bool
+    exit_code: int | None = None
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    output: str = ""
+
+
+def load_checks(path: Path) -> list[dict]:
+    try:
+        checks = tomllib.loads(path.read_text()).get("check", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KilnError(f"{path}: cannot read smoke checks: {exc}") from None
+    for check in checks:
+        unknown = set(check) - _FIELDS
+        if unknown or "name" not in check or "module" not in check:
+            raise KilnError(f"{path}: check {check.get('name', '?')!r} needs name and module and "
+                            f"has unknown fields {sorted(unknown)}")
+    return checks
+
+
+def applies(check: dict, version: str) -> bool:
+    return Version.parse(version) in VersionRange.parse(check.get("when", "@:"))
+
+
+def parse_cgi(stdout: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Split a CGI response into status, headers and body (RFC 3875 section 6)."""
+    head, sep, body = stdout.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = stdout.partition(b"\n\n")
+    headers = {}
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        headers[name.strip()] = value.strip()
+    status = int(headers.get("Status", "200").split()[0])
+    return status, headers, body
+
+
+def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Path) -> Outcome:
+    outcome = Outcome(check["name"], check.get("why", ""), passed=False)
+    with tempfile.TemporaryDirectory(prefix="kiln-smoke-") as scratch:
+        grants = []
+        for grant in check.get("grants", []):
+            host = Path(scratch) if grant["host"] == "@tmp" else fixtures / grant["host"]
+            grants.append(runner.Preopen(host, grant["guest"], writable=grant.get("writable", False)))
+        module = modules[check["module"]]
+        result = runner.run(module, [check["module"], *check.get("argv", [])],
+                            env=check.get("env", {}), stdin=check.get("stdin", "").encode(),
+                            preopens=grants, timeout=60)
+    outcome.exit_code, outcome.seconds = result.exit_code, round(result.duration, 3)
+    text = (result.stdout + result.stderr).decode(errors="replace")
+    outcome.output = text[-2000:]
+    problems = outcome.problems
+    if "exit" in check and result.exit_code != check["exit"]:
+        problems.append(f"exit code {result.exit_code}, expected {check['exit']}")
+    if "stdout" in check:
+        expected = check["stdout"].format(version=version)
+        if result.stdout.decode(errors="replace") != expected:
+            problems.append(f"stdout {result.stdout[:200]!r}, expected {expected!r}")
+    for needle in check.get("contains", []):
+        if needle.format(version=version) not in text:
+            problems.append(f"output lacks {needle!r}")
+    for needle in check.get("lacks", []):
+        if needle in text:
+            problems.append(f"output has {needle!r}")
+    if "status" in check or "headers" in check:
+        status, headers, _ = parse_cgi(result.stdout)
+        if "status" in check and status != check["status"]:
+            problems.append(f"CGI status {status}, expected {check['status']}")
+        for name, value in check.get("headers", {}).items():
+            if headers.get(name) != value:
+                problems.append(f"CGI header {name}: {headers.get(name)!r}, expected {value!r}")
+    outcome.passed = not problems
+    return outcome

@@ -1,0 +1,125 @@
+"""The wasm32-wasi C toolchain: a WASI SDK when one is configured, zig from PyPI otherwise.
+
+Its identity (name, version, flags) is an input of every compiled output: it is
+rendered into each wl-build script, so changing any part of it rebuilds them.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import settings
+from .errors import KilnError
+
+WASI_SDK_MINIMUM = 24
+
+# What PHP's setjmp/longjmp needs (WebAssembly exception handling, the new
+# encoding that Wasmtime accepts) and the baseline features every module uses.
+WASM_FEATURES = "-mcpu=generic+exception_handling+bulk_memory+sign_ext+mutable_globals+nontrapping_fptoint"
+SJLJ = ["-mllvm", "-wasm-enable-sjlj", "-mllvm", "-wasm-use-legacy-eh=false"]
+# wasi-libc's emulations of mmap, signals, process clocks and getpid.
+EMULATED = ["mman", "signal", "process-clocks", "getpid"]
+EMULATION_DEFINES = [f"-D_WASI_EMULATED_{name.replace('-', '_').upper()}" for name in EMULATED]
+EMULATION_LIBS = [f"-lwasi-emulated-{name}" for name in EMULATED]
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    name: str
+    version: str
+    cc: list[str]
+    ar: list[str]
+    ranlib: list[str]
+    nm: list[str]
+    cflags: list[str] = field(default_factory=list)
+    ldflags: list[str] = field(default_factory=list)
+    libs: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        """What a compiled output depends on (paths excluded: moving a venv is no change)."""
+        return {"name": self.name, "version": self.version, "cflags": self.cflags,
+                "ldflags": self.ldflags, "libs": self.libs}
+
+    def shell(self, words: list[str]) -> str:
+        return shlex.join(words)
+
+
+def _common_cflags() -> list[str]:
+    flags = ["-O2", WASM_FEATURES, *SJLJ, *EMULATION_DEFINES, "-Wno-error=date-time"]
+    flags += shlex.split(settings.extra_cflags())
+    return flags
+
+
+def _zig() -> Toolchain:
+    try:
+        import ziglang
+    except ImportError:
+        raise KilnError("no wasm32-wasi toolchain: ziglang is not installed "
+                        "(pip install -r requirements.txt) and WASI_SDK_PATH is not set") from None
+    zig = Path(ziglang.__file__).parent / "zig"
+    if not os.access(zig, os.X_OK):
+        raise KilnError(f"the ziglang package has no runnable zig at {zig}: reinstall it "
+                        "(pip install --force-reinstall -r requirements.txt)")
+    version = _zig_version(str(zig))
+    target = ["-target", "wasm32-wasi"]
+    return Toolchain(
+        name="zig",
+        version=version,
+        cc=[str(zig), "cc", *target],
+        ar=[str(zig), "ar"],
+        ranlib=[str(zig), "ranlib"],
+        nm=["true"],
+        cflags=_common_cflags(),
+        ldflags=[],
+        libs=EMULATION_LIBS,
+        env={"ZIG_GLOBAL_CACHE_DIR": str(settings.cache_dir() / "zig")},
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _zig_version(zig: str) -> str:
+    return subprocess.run([zig, "version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _wasi_sdk(root: Path, variable: str) -> Toolchain:
+    clang = root / "bin" / "clang"
+    if not os.access(clang, os.X_OK):
+        raise KilnError(f"{variable}={root} has no bin/clang: install WASI SDK >= {WASI_SDK_MINIMUM} there "
+                        f"or unset {variable} to use the embedded zig toolchain")
+    version_file = root / "VERSION"
+    version = version_file.read_text().split()[0] if version_file.is_file() else ""
+    clang_version = subprocess.run([str(clang), "--version"], capture_output=True, text=True).stdout
+    if not version:
+        version = clang_version.splitlines()[0] if clang_version else "unknown"
+    major = re.match(r"(\d+)", version)
+    if major and int(major.group(1)) < WASI_SDK_MINIMUM and "clang" not in version:
+        raise KilnError(f"{variable}={root} is WASI SDK {version}: PHP's setjmp/longjmp needs "
+                        f"WASI SDK >= {WASI_SDK_MINIMUM} (new exception-handling encoding)")
+    sysroot = root / "share" / "wasi-sysroot"
+    target = ["--target=wasm32-wasi", f"--sysroot={sysroot}"]
+    return Toolchain(
+        name="wasi-sdk",
+        version=version,
+        cc=[str(clang), *target],
+        ar=[str(root / "bin" / "llvm-ar")],
+        ranlib=[str(root / "bin" / "llvm-ranlib")],
+        nm=[str(root / "bin" / "llvm-nm")],
+        cflags=_common_cflags(),
+        ldflags=[],
+        libs=["-lsetjmp", *EMULATION_LIBS],
+    )
+
+
+def current() -> Toolchain:
+    """The toolchain this process builds with (WASI_SDK_PATH, then WASI_SDK_ROOT, then zig)."""
+    for variable in ("WASI_SDK_PATH", "WASI_SDK_ROOT"):
+        value = os.environ.get(variable)
+        if value:
+            return _wasi_sdk(Path(value), variable)
+    return _zig()

@@ -1,0 +1,4 @@
+<?php
+function leave() { exit(3); }
+leave();
+echo "not reached\n";

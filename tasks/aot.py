@@ -1,0 +1,48 @@
+"""aot: precompile each module for Wasmtime (and WasmEdge, when wasmedgec is installed).
+
+A precompiled artifact only loads into the engine version and settings it was
+made for, so the engine fingerprint is this stage's tracked input.
+"""
+import shutil
+import subprocess
+
+from doit.tools import config_changed
+
+from kiln import atomic, runner
+from kiln.layout import Build
+
+from . import builds, php, user_errors
+
+
+@user_errors
+def _precompile(build: Build, modules: list[str], wasmedgec: str | None):
+    for name in modules:
+        target = runner.precompile(build.module(name), build.module(name, aot=True))
+        print(f"  {target}: {target.stat().st_size / 1e6:.1f} MB (engine {runner.engine_fingerprint()})")
+    if wasmedgec is None:
+        print("  wasmedgec is not on PATH: WasmEdge AOT outputs skipped")
+        return
+    for name in modules:
+        with atomic.atomic_path(build.bin / f"{name}-wasmedge-aot") as tmp:
+            subprocess.run([wasmedgec, "--enable-all", "--optimize", "3",
+                            str(build.module(name)), str(tmp)], check=True)
+
+
+def task_php_aot():
+    """Precompile php.wasm and php-cgi.wasm into .cwasm artifacts for this Wasmtime."""
+    modules = list(php().outputs)
+    wasmedgec = shutil.which("wasmedgec")
+    for build in builds():
+        targets = [build.module(m, aot=True) for m in modules]
+        if wasmedgec:
+            targets += [build.bin / f"{m}-wasmedge-aot" for m in modules]
+        yield {
+            "name": build.id,
+            "actions": [(_precompile, [build, modules, wasmedgec])],
+            "file_dep": [build.module(m) for m in modules],
+            "targets": targets,
+            "uptodate": [config_changed({"engine": runner.engine_fingerprint(),
+                                         "wasmedgec": bool(wasmedgec)})],
+            "doc": f"precompile {build.id}",
+            "clean": True,
+        }

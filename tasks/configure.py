@@ -1,0 +1,68 @@
+"""configure: render the build's wl-build script, then run its configure step.
+
+The script is where the toolchain, flags and configure arguments meet; its text
+is this stage's tracked input, so any change to them reconfigures and rebuilds.
+"""
+import hashlib
+
+from doit.tools import config_changed
+
+from kiln import atomic, process, settings, templating, toolchain
+from kiln.fetch import file_sha256
+from kiln.layout import Build
+
+from . import builds, php, user_errors
+
+SHIM = php().folder / "shim"
+
+
+def render_script(build: Build, tools: toolchain.Toolchain) -> str:
+    recipe = php()
+    return templating.render(
+        "wl-build.sh.j2",
+        recipe=recipe,
+        build=build,
+        tools=tools,
+        shim=SHIM,
+        shim_sources=sorted(p.name for p in SHIM.glob("*.[cS]")),
+        configure_args=recipe.configure_args(build.version, build.flavour),
+        epoch=settings.source_date_epoch(),
+    )
+
+
+@user_errors
+def _configure(build: Build, script_text: str, inputs: list):
+    atomic.write_text(build.script, script_text, mode=0o755)
+    process.run_logged([str(build.script), "configure"], build.logs / "configure.log",
+                       f"configure {build.id}")
+    # The stamp's bytes change whenever an input did, so make (which depends on it) reruns.
+    digests = {str(path): file_sha256(path) for path in inputs}
+    digests["wl-build"] = hashlib.sha256(script_text.encode()).hexdigest()
+    atomic.write_json(build.state / "configured.json", digests)
+
+
+def task_php_configure():
+    """Render wl-build and run PHP's configure for wasm32-wasi."""
+    try:
+        tools = toolchain.current()
+    except Exception as exc:  # no toolchain: the tasks exist, and fail saying why when run
+        tools, problem = None, exc
+    for build in builds():
+        if tools is None:
+            yield {"name": build.id, "actions": [user_errors(lambda p=problem: _raise(p))],
+                   "doc": "configure (toolchain missing)"}
+            continue
+        script_text = render_script(build, tools)
+        inputs = [build.patched_stamp, *sorted(SHIM.iterdir())]
+        yield {
+            "name": build.id,
+            "actions": [(_configure, [build, script_text, inputs])],
+            "file_dep": inputs,
+            "targets": [build.script, build.state / "configured.json"],
+            "uptodate": [config_changed({"script": script_text})],
+            "doc": f"configure {build.id} with {tools.name} {tools.version}",
+        }
+
+
+def _raise(problem):
+    raise problem

@@ -1,0 +1,22 @@
+"""php:<build>: the whole chain for one build; `doit php` runs every build."""
+from kiln import settings
+
+from . import builds
+
+
+def stages_of(build_id: str) -> list[str]:
+    stages = ["php_smoke", "php_aot"]
+    if settings.images_enabled():
+        stages.append("php_image")
+    return [f"{stage}:{build_id}" for stage in stages]
+
+
+def task_php():
+    """Build, precompile, package and smoke-test PHP (one sub-task per version)."""
+    for build in builds():
+        yield {
+            "name": build.id,
+            "actions": None,
+            "task_dep": stages_of(build.id),
+            "doc": f"PHP {build.version} ({build.flavour}) end to end",
+        }

@@ -1,0 +1,291 @@
+"""Tests for kiln.runner, against tiny C programs built with zig (from the ziglang wheel)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+wasmtime = pytest.importorskip("wasmtime")
+
+from kiln import runner  # noqa: E402
+from kiln.runner import Preopen  # noqa: E402
+
+# One program with subcommands: a single zig compile keeps the fixture fast.
+TOOL_C = r"""
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int recurse(volatile int n) { volatile char pad[256]; pad[0] = (char)n; return recurse(n + 1) + pad[0]; }
+
+int main(int argc, char **argv) {
+    const char *cmd = argc > 1 ? argv[1] : "args";
+    if (!strcmp(cmd, "args")) {
+        printf("argc=%d\n", argc);
+        for (int i = 0; i < argc; i++) printf("argv[%d]=%s\n", i, argv[i]);
+        int n = 0;
+        for (char **e = environ; *e; e++) { printf("env:%s\n", *e); n++; }
+        printf("envc=%d\n", n);
+        return 0;
+    }
+    if (!strcmp(cmd, "echo")) {          /* stdin -> stdout, a marker on stderr */
+        char buf[4096]; size_t got;
+        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) fwrite(buf, 1, got, stdout);
+        fputs("done\n", stderr);
+        return 0;
+    }
+    if (!strcmp(cmd, "exit")) exit(atoi(argv[2]));
+    if (!strcmp(cmd, "return")) return atoi(argv[2]);
+    if (!strcmp(cmd, "loop")) { volatile unsigned long i = 0; for (;;) i++; }
+    if (!strcmp(cmd, "write")) {         /* write argv[3] to file argv[2] */
+        FILE *f = fopen(argv[2], "w");
+        if (!f) { printf("open failed: %s\n", strerror(errno)); return 1; }
+        fputs(argv[3], f);
+        if (fclose(f)) { printf("close failed: %s\n", strerror(errno)); return 1; }
+        puts("written");
+        return 0;
+    }
+    if (!strcmp(cmd, "cat")) {
+        FILE *f = fopen(argv[2], "r");
+        if (!f) { printf("open failed: %s\n", strerror(errno)); return 1; }
+        char buf[4096]; size_t got;
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, got, stdout);
+        fclose(f);
+        return 0;
+    }
+    if (!strcmp(cmd, "ls")) {
+        DIR *d = opendir(argv[2]);
+        if (!d) { printf("opendir failed: %s\n", strerror(errno)); return 1; }
+        struct dirent *ent;
+        while ((ent = readdir(d))) printf("%s\n", ent->d_name);
+        closedir(d);
+        return 0;
+    }
+    if (!strcmp(cmd, "trap")) __builtin_trap();
+    if (!strcmp(cmd, "overflow")) return recurse(0);
+    return 99;
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def tool(tmp_path_factory) -> Path:
+    build = tmp_path_factory.mktemp("runner-modules")
+    src = build / "tool.c"
+    src.write_text(TOOL_C)
+    out = build / "tool.wasm"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O2", "-s",
+         str(src), "-o", str(out)],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"zig cc failed:\n{proc.stderr}")
+    return out
+
+
+def text(result) -> str:
+    return result.stdout.decode()
+
+
+def test_argv_is_passed_as_given(tool):
+    r = runner.run(tool, ["tool", "args", "a b", "ü"])
+    assert r.exit_code == 0 and not r.timed_out
+    lines = text(r).splitlines()
+    assert lines[:4] == ["argc=4", "argv[0]=tool", "argv[1]=args", "argv[2]=a b"]
+    assert lines[4] == "argv[3]=ü"
+
+
+@pytest.mark.parametrize("how", ["exit", "return"])
+@pytest.mark.parametrize("code", [0, 3, 200, 255])
+def test_exit_codes_are_the_modules_own(tool, how, code):
+    r = runner.run(tool, ["tool", how, str(code)])
+    assert (r.exit_code, r.timed_out, r.stderr) == (code, False, b"")
+
+
+def test_exit_code_keeps_low_eight_bits_like_posix(tool):
+    assert runner.run(tool, ["tool", "exit", "-1"]).exit_code == 255
+    assert runner.run(tool, ["tool", "exit", "256"]).exit_code == 0
+
+
+def test_env_is_exactly_what_is_given(tool, monkeypatch):
+    monkeypatch.setenv("KILN_HOST_SECRET", "leak")
+    r = runner.run(tool, ["tool", "args"])
+    assert "envc=0" in text(r) and "leak" not in text(r)
+    r = runner.run(tool, ["tool", "args"], env={"A": "1", "B": "x=y"})
+    env_lines = [l for l in text(r).splitlines() if l.startswith("env")]
+    assert sorted(env_lines) == ["env:A=1", "env:B=x=y", "envc=2"]
+
+
+def test_stdin_round_trip_and_separate_stderr(tool):
+    data = bytes(range(256)) * 100
+    r = runner.run(tool, ["tool", "echo"], stdin=data)
+    assert r.exit_code == 0
+    assert r.stdout == data
+    assert r.stderr == b"done\n"
+
+
+def test_no_stdin_reads_as_empty(tool):
+    r = runner.run(tool, ["tool", "echo"])
+    assert (r.exit_code, r.stdout) == (0, b"")
+
+
+def test_read_only_preopen_rejects_writes(tool, tmp_path):
+    (tmp_path / "in.txt").write_text("hello")
+    grant = [Preopen(tmp_path, "/data")]  # read-only by default
+    r = runner.run(tool, ["tool", "cat", "/data/in.txt"], preopens=grant)
+    assert (r.exit_code, text(r)) == (0, "hello")
+    r = runner.run(tool, ["tool", "write", "/data/new.txt", "x"], preopens=grant)
+    assert r.exit_code == 1 and "failed" in text(r)
+    assert not (tmp_path / "new.txt").exists()
+    r = runner.run(tool, ["tool", "write", "/data/in.txt", "overwritten"], preopens=grant)
+    assert r.exit_code == 1
+    assert (tmp_path / "in.txt").read_text() == "hello"
+
+
+def test_writable_preopen_accepts_writes(tool, tmp_path):
+    r = runner.run(tool, ["tool", "write", "/out/new.txt", "payload"],
+                   preopens=[Preopen(tmp_path, "/out", writable=True)])
+    assert (r.exit_code, text(r)) == (0, "written\n")
+    assert (tmp_path / "new.txt").read_text() == "payload"
+
+
+def test_root_is_not_visible_without_a_grant(tool, tmp_path):
+    r = runner.run(tool, ["tool", "ls", "/"])
+    assert r.exit_code == 1 and "opendir failed" in text(r)
+    (tmp_path / "f").write_text("")
+    r = runner.run(tool, ["tool", "ls", "/"], preopens=[Preopen(tmp_path, "/")])
+    assert r.exit_code == 0 and "f" in text(r).split()
+
+
+def test_timeout_interrupts_and_later_runs_work(tool):
+    r = runner.run(tool, ["tool", "loop"], timeout=0.2)
+    assert r.timed_out and r.exit_code == runner.EXIT_TIMEOUT
+    assert 0.2 <= r.duration < 5
+    assert b"timed out" in r.stderr
+    r = runner.run(tool, ["tool", "exit", "7"], timeout=5)
+    assert (r.exit_code, r.timed_out) == (7, False)
+    r = runner.run(tool, ["tool", "exit", "8"])
+    assert (r.exit_code, r.timed_out) == (8, False)
+
+
+@pytest.mark.parametrize("cmd, words", [("trap", "unreachable"), ("overflow", "stack")])
+def test_traps_give_exit_trap_and_a_message(tool, cmd, words):
+    r = runner.run(tool, ["tool", cmd])
+    assert r.exit_code == runner.EXIT_TRAP and not r.timed_out
+    assert b"wasm trap" in r.stderr and words in r.stderr.decode().lower()
+
+
+def test_precompile_round_trip_leaves_no_temp_files(tool, tmp_path):
+    out = tmp_path / "tool.cwasm"
+    runner.precompile(tool, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tool.cwasm", "tool.cwasm.json"]
+    meta = json.loads((tmp_path / "tool.cwasm.json").read_text())
+    assert meta["fingerprint"] == runner.engine_fingerprint()
+    assert meta["source_sha256"] == runner._sha256_file(tool)
+    module = runner.load_module(out)
+    assert runner.load_module(out) is module  # cached per path + mtime
+    r = runner.run(out, ["tool", "exit", "42"])
+    assert r.exit_code == 42
+
+
+def test_stale_fingerprint_is_rejected_clearly(tool, tmp_path):
+    out = tmp_path / "tool.cwasm"
+    runner.precompile(tool, out)
+    sidecar = tmp_path / "tool.cwasm.json"
+    meta = json.loads(sidecar.read_text())
+    meta["fingerprint"] = "0000000000000000"
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(runner.StaleArtifactError) as info:
+        runner.load_module(out)
+    message = str(info.value)
+    assert str(out) in message and "rebuild" in message and "\n" not in message
+
+
+def test_artifact_without_metadata_is_rejected(tool, tmp_path):
+    out = tmp_path / "tool.cwasm"
+    runner.precompile(tool, out)
+    (tmp_path / "tool.cwasm.json").unlink()
+    with pytest.raises(runner.StaleArtifactError):
+        runner.load_module(out)
+
+
+def test_fingerprint_is_stable_and_tracks_settings(monkeypatch):
+    first = runner.engine_fingerprint()
+    assert first == runner.engine_fingerprint() and len(first) == 16
+    monkeypatch.setitem(runner.ENGINE_SETTINGS, "cranelift_opt_level", "none")
+    assert runner.engine_fingerprint() != first
+
+
+def test_rebuilt_wasm_is_reloaded(tool, tmp_path):
+    copy = tmp_path / "m.wasm"
+    copy.write_bytes(tool.read_bytes())
+    first = runner.load_module(copy)
+    os.utime(copy, ns=(1, 1))
+    assert runner.load_module(copy) is not first
+
+
+def test_missing_module_is_a_runner_error(tmp_path):
+    with pytest.raises(runner.RunnerError):
+        runner.run(tmp_path / "nope.wasm", ["nope"])
+
+
+def test_concurrent_runs_keep_their_own_output(tool):
+    module = runner.load_module(tool)
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(5):
+                payload = f"thread {i} run {j}\n".encode() * 50
+                r = runner.run(module, ["tool", "echo"], stdin=payload)
+                assert r.exit_code == 0 and r.stdout == payload
+                code = (i * 10 + j) % 250 + 1 + (200 if i == 3 else 0) % 5
+                r = runner.run(module, ["tool", "exit", str(code)], env={"I": str(i)})
+                assert r.exit_code == code, (i, j, r)
+            r = runner.run(module, ["tool", "args"], env={"I": str(i)})
+            results[i] = r
+        except BaseException as e:  # surfaced below; a thread cannot fail the test itself
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(4):
+        assert f"env:I={i}\n" in text(results[i])
+
+
+def test_cli_inherits_stdio_and_returns_the_exit_code(tool, tmp_path):
+    (tmp_path / "in.txt").write_text("from host")
+    base = [sys.executable, "-m", "kiln.runner"]
+    cwd = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(base + ["--env", "K=V", "--argv0", "php", str(tool), "args", "x"],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert "argv[0]=php\nargv[1]=args\nargv[2]=x\n" in proc.stdout and "env:K=V" in proc.stdout
+    proc = subprocess.run(base + [str(tool), "args"], capture_output=True, text=True, cwd=cwd)
+    assert "argv[0]=tool.wasm" in proc.stdout and "envc=0" in proc.stdout
+    proc = subprocess.run(base + ["--dir", f"{tmp_path}::/d:ro", str(tool), "write", "/d/x", "y"],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 1 and not (tmp_path / "x").exists()
+    proc = subprocess.run(base + ["--dir", f"{tmp_path}::/d", str(tool), "cat", "/d/in.txt"],
+                          capture_output=True, text=True, cwd=cwd)
+    assert (proc.returncode, proc.stdout) == (0, "from host")
+    proc = subprocess.run(base + [str(tool), "exit", "255"], capture_output=True, cwd=cwd)
+    assert proc.returncode == 255
+    proc = subprocess.run(base + ["--timeout", "0.2", str(tool), "loop"],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == runner.EXIT_TIMEOUT and "timed out" in proc.stderr
