@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -58,16 +59,18 @@ def extract(archive: Path, dest: Path, root: str) -> Path:
     staging.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            check_members(archive, members)
-            for index, member in enumerate(members, 1):
-                tar.extract(member, staging, set_attrs=True, filter="tar")
-                if index % 2000 == 0:
-                    print(f"  {archive.name}: {index}/{len(members)} entries", file=sys.stderr)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+            check_members(archive, tar.getmembers())
+        # Every entry is known to be safe: let tar(1) write them, it is several times faster.
+        print(f"  {archive.name}: unpacking", file=sys.stderr)
+        subprocess.run(["tar", "-xf", str(archive), "-C", str(staging), "--no-same-owner",
+                        "--no-same-permissions", "--delay-directory-restore"],
+                       check=True, capture_output=True)
+    except (tarfile.TarError, EOFError, OSError, subprocess.CalledProcessError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        detail = getattr(exc, "stderr", b"") or b""
+        reason = (detail.decode(errors="replace").strip().splitlines() or [str(exc) or type(exc).__name__])[0]
         raise KilnError(
-            f"cannot unpack {archive}: {exc or type(exc).__name__}; the file is truncated or corrupt: "
+            f"cannot unpack {archive}: {reason}; the file is truncated or corrupt: "
             f"delete it and fetch it again"
         ) from None
     except BaseException:

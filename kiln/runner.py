@@ -3,15 +3,25 @@
 Everything that executes a wasm32-wasi module goes through `run()`, so the engine settings,
 exit-code handling, sandboxing and time limits are decided in exactly one place.
 
-Facts about wasmtime-py 50 this module is built around (see docs/notes in the repo):
+Facts about wasmtime-py 50.0.1 this module is built around (measured on this project):
 - PHP's setjmp/longjmp is compiled to WebAssembly exception handling, so the engine needs
   `Config.wasm_exceptions = True`.
 - Wasmtime's own `proc_exit` refuses statuses >= 126, but PHP exits 255 on fatal errors.
   We define WASI, then shadow `wasi_snapshot_preview1.proc_exit` with our own function.
-- wasmtime-py passes a Python exception raised in a host function back to the caller through a
-  single *process-global* slot (`wasmtime._func.LAST_EXCEPTION`). With several threads running
-  wasm at once, an exception can surface in the wrong thread. So our `proc_exit` records the
-  exit code in per-run state before raising, and `run()` trusts that state, not the exception.
+- wasmtime-py passes a Python exception raised in a host function (`Linker.define_func`) back
+  to the caller through a single *process-global* slot (`wasmtime._func.LAST_EXCEPTION`). With
+  several threads running wasm at once, an exception then surfaces in the wrong thread
+  (measured: other runs' trap messages were replaced). So our `proc_exit` is a raw ctypes
+  callback that never raises: it records the code in per-run state and returns a wasm trap.
+- The Trap wasmtime-py raises sits in a reference cycle (exception -> traceback -> frame ->
+  exception), which keeps the whole Store alive until the cyclic GC runs; a Store with custom
+  stdout callbacks still alive at interpreter exit makes a tokio thread panic. run() drops the
+  traceback so each Store is freed when run() returns.
+- `WasiConfig.stdout_custom`/`stderr_custom` (better than temp files: no disk, no read-back)
+  call back on a Wasmtime tokio thread. Writes are complete when the guest's fd_write returns,
+  but the callback's release happens on that thread shortly (~1 ms) *after* the Store is
+  dropped; if the interpreter is already finalizing then, that thread panics and aborts. An
+  atexit hook waits for outstanding releases (see _Capture).
 - Precompiled artifacts (`Module.serialize`) only load into an engine with the same version and
   settings; we key them on `engine_fingerprint()` and record it in a sidecar file.
 - `max_wasm_stack` above 2 MiB crashed the Python process; 2 MiB is the ceiling.
@@ -28,9 +38,12 @@ Exit codes reported by `run()` (and by `python -m kiln.runner`):
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
+import gc
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -38,12 +51,13 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import wasmtime
-from wasmtime import _ffi as _wasmtime_ffi  # only for stdin-from-bytes, see _set_stdin
+from wasmtime import _ffi as _wasmtime_ffi  # raw C API: proc_exit callback, stdin bytes
 
 from kiln import atomic
 from kiln.errors import KilnError
@@ -51,7 +65,8 @@ from kiln.errors import KilnError
 __all__ = [
     "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS",
     "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
-    "engine_fingerprint", "make_engine", "precompile", "load_module", "run", "main",
+    "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
+    "load_module", "run", "main",
 ]
 
 EXIT_TIMEOUT = 124  # wall-clock limit reached (same value as coreutils `timeout`)
@@ -274,14 +289,6 @@ class RunResult:
     duration: float  # seconds, wall clock, instantiation included
 
 
-class _ProcExit(Exception):
-    """Raised by our proc_exit to unwind the guest; never escapes run()."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
 class _RunState:
     """Per-run facts the host functions write, read back by run() after the guest stops."""
 
@@ -289,10 +296,75 @@ class _RunState:
         self.exit_code: int | None = None
 
 
+# proc_exit's `env` pointer is a key into this dict (ctypes callbacks get no closure).
+_run_states: dict[int, _RunState] = {}
+_run_state_ids = itertools.count(1)
+_EXIT_TRAP_MESSAGE = b"kiln.runner: proc_exit"
+
+
+@_wasmtime_ffi.wasmtime_func_callback_t
+def _proc_exit(env, caller, args, nargs, results, nresults):  # noqa: ANN001 - C signature
+    # Runs on the guest's thread with the GIL. It must not raise (see module docstring), so it
+    # records the status and hands Wasmtime a trap to unwind the guest with.
+    try:
+        state = _run_states.get(env or 0)
+        if state is not None and nargs == 1:
+            state.exit_code = args[0].of.i32 & 0xFF  # low 8 bits, as a POSIX parent sees
+    finally:
+        trap = _wasmtime_ffi.wasmtime_trap_new(_EXIT_TRAP_MESSAGE, len(_EXIT_TRAP_MESSAGE))
+        return ctypes.cast(trap, ctypes.c_void_p).value  # noqa: B012 - never propagate
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _forget_run_state(env):  # noqa: ANN001 - C signature; called when the Linker is freed
+    _run_states.pop(env or 0, None)
+
+
+def _define_proc_exit(linker: wasmtime.Linker, state: _RunState) -> None:
+    key = next(_run_state_ids)
+    _run_states[key] = state
+    module, name = b"wasi_snapshot_preview1", b"proc_exit"
+    ty = wasmtime.FuncType([wasmtime.ValType.i32()], [])
+    error = _wasmtime_ffi.wasmtime_linker_define_func(
+        linker.ptr(), module, len(module), name, len(name), ty.ptr(),
+        _proc_exit, key, _forget_run_state)
+    if error:
+        _run_states.pop(key, None)
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+class _Capture:
+    """Collects one stream of one run; Wasmtime calls it from its own thread."""
+
+    __slots__ = ("buffer", "__weakref__")
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def __call__(self, data: bytes) -> None:
+        self.buffer.extend(data)
+
+
+# Captures Wasmtime still holds. Wasmtime frees them from its tokio thread after a Store is
+# dropped; the interpreter must still be alive when it does (see module docstring).
+_live_captures: "weakref.WeakSet[_Capture]" = weakref.WeakSet()
+
+
+@atexit.register
+def _wait_for_capture_release(limit: float = 1.0) -> None:
+    gc.collect()  # Stores kept alive only by reference cycles
+    deadline = time.monotonic() + limit
+    while len(_live_captures) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+# The C API has wasi_config_set_stdin_bytes but wasmtime-py 50 does not wrap it; use the raw
+# binding when present (no temp file per request), else fall back to a temp file.
+_stdin_bytes_setter = getattr(_wasmtime_ffi, "wasi_config_set_stdin_bytes", None)
+
+
 def _set_stdin(wasi: wasmtime.WasiConfig, data: bytes, cleanup: list[str]) -> None:
-    # The C API has wasi_config_set_stdin_bytes but wasmtime-py 50 does not wrap it; use the
-    # binding when present (no temp file per request), else fall back to a temp file.
-    setter = getattr(_wasmtime_ffi, "wasi_config_set_stdin_bytes", None)
+    setter = _stdin_bytes_setter
     if setter is not None:
         vec = _wasmtime_ffi.wasm_byte_vec_t()
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
@@ -330,7 +402,7 @@ def run(
               else load_module(module_or_path))
     engine = make_engine()
     state = _RunState()
-    out, err = bytearray(), bytearray()
+    out, err = _Capture(), _Capture()
     cleanup: list[str] = []
 
     wasi = wasmtime.WasiConfig()
@@ -342,9 +414,10 @@ def run(
         if stdin is None:
             wasi.inherit_stdin()
     else:
-        # Callbacks run on this thread while the guest writes; no temp files to read back.
-        wasi.stdout_custom = out.extend
-        wasi.stderr_custom = err.extend
+        wasi.stdout_custom = out
+        wasi.stderr_custom = err
+        _live_captures.add(out)
+        _live_captures.add(err)
     if stdin is not None:
         _set_stdin(wasi, stdin, cleanup)
     for p in preopens:
@@ -360,18 +433,13 @@ def run(
         # With epoch_interruption on, the default deadline (0) would trap at once.
         store.set_epoch_deadline(_NO_DEADLINE_TICKS)
 
-    def proc_exit(code: int) -> None:
-        # Record first (see module docstring: the exception may surface in another thread).
-        state.exit_code = code & 0xFF
-        raise _ProcExit(state.exit_code)
-
-    # A Linker per run: its proc_exit closes over this run's state. Building one is cheap
-    # next to instantiation.
+    # A Linker per run: its proc_exit is bound to this run's state. Building one is cheap
+    # next to instantiation. define_wasi first, then shadow its proc_exit, which rejects
+    # statuses >= 126 (PHP's fatal errors exit 255).
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     linker.allow_shadowing = True
-    linker.define_func("wasi_snapshot_preview1", "proc_exit",
-                       wasmtime.FuncType([wasmtime.ValType.i32()], []), proc_exit)
+    _define_proc_exit(linker, state)
 
     timed_out = False
     trap_message = None
@@ -390,20 +458,16 @@ def run(
         exit_code = 0
     except RunnerError:
         raise
-    except (_ProcExit, wasmtime.WasmtimeError, wasmtime.Trap) as e:
+    except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+        e.__traceback__ = None  # break the cycle that would keep the Store alive
         if state.exit_code is not None:
             exit_code = state.exit_code
         elif isinstance(e, wasmtime.ExitTrap):  # wasmtime's own exit path, if ever reached
             exit_code = e.code & 0xFF
         elif isinstance(e, wasmtime.Trap) and e.trap_code == wasmtime.TrapCode.INTERRUPT:
             timed_out, exit_code = True, EXIT_TIMEOUT
-        elif timeout is not None and time.monotonic() - started >= timeout:
-            # Our INTERRUPT trap was displaced by another thread's host exception.
-            timed_out, exit_code = True, EXIT_TIMEOUT
         else:
-            exit_code = EXIT_TRAP
-            trap_message = (str(e) if not isinstance(e, _ProcExit)
-                            else "trap (details lost to a concurrent run's host exception)")
+            exit_code, trap_message = EXIT_TRAP, str(e)
     finally:
         duration = time.monotonic() - started
         for tmp in cleanup:
@@ -419,8 +483,8 @@ def run(
             sys.stderr.write(note)
             sys.stderr.flush()
         else:
-            err.extend(note.encode())
-    return RunResult(exit_code, bytes(out), bytes(err), timed_out, duration)
+            err(note.encode())
+    return RunResult(exit_code, bytes(out.buffer), bytes(err.buffer), timed_out, duration)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,15 +524,14 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("module", metavar="MODULE")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     ns = parser.parse_args(args)
+    sys.stdout.flush()  # the guest writes straight to fd 1 and 2
+    sys.stderr.flush()
     try:
-        module = load_module(ns.module)
+        result = run(ns.module, [ns.argv0 or os.path.basename(ns.module), *ns.args],
+                     env=dict(ns.env), preopens=ns.dir, timeout=ns.timeout, inherit_stdio=True)
     except RunnerError as e:
         print(f"kiln.runner: {e}", file=sys.stderr)
         return 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    result = run(module, [ns.argv0 or os.path.basename(ns.module), *ns.args],
-                 env=dict(ns.env), preopens=ns.dir, timeout=ns.timeout, inherit_stdio=True)
     return result.exit_code
 
 

@@ -4,6 +4,7 @@ Each build starts from a fresh copy, so a changed series never stacks on an
 old one; the compiler cache keeps the rebuild that follows cheap.
 """
 import shutil
+import subprocess
 
 from doit.tools import config_changed
 
@@ -19,14 +20,16 @@ def _patch(build: Build, series):
     staging = build.src.with_name(".src.staging")
     if staging.exists():
         shutil.rmtree(staging)
-    shutil.copytree(build.pristine, staging, symlinks=True)
+    build.root.mkdir(parents=True, exist_ok=True)
+    # cp -a: several times faster than copytree on PHP's ~23,000 files. No hard links:
+    # configure and patch would then write through into the pristine tree.
+    subprocess.run(["cp", "-a", str(build.pristine), str(staging)], check=True)
     (staging / build.pristine_stamp.name).unlink()
     for patch in series:
         print(f"  applying {patch.name}")
         patching.apply(staging, patch, php().path)
     applied = [{"patch": p.name, "sha256": file_sha256(p)} for p in series]
     atomic.write_json(staging / build.patched_stamp.name, {"series": applied})
-    build.root.mkdir(parents=True, exist_ok=True)
     atomic.replace_dir(staging, build.src)
 
 

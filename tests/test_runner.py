@@ -134,6 +134,12 @@ def test_stdin_round_trip_and_separate_stderr(tool):
     assert r.stderr == b"done\n"
 
 
+def test_stdin_through_a_temp_file_when_bytes_are_unsupported(tool, monkeypatch):
+    monkeypatch.setattr(runner, "_stdin_bytes_setter", None)
+    r = runner.run(tool, ["tool", "echo"], stdin=b"via file")
+    assert (r.exit_code, r.stdout) == (0, b"via file")
+
+
 def test_no_stdin_reads_as_empty(tool):
     r = runner.run(tool, ["tool", "echo"])
     assert (r.exit_code, r.stdout) == (0, b"")
@@ -240,21 +246,24 @@ def test_missing_module_is_a_runner_error(tmp_path):
 
 
 def test_concurrent_runs_keep_their_own_output(tool):
+    # Mixed exits, traps and outputs: wasmtime-py hands host exceptions back through one
+    # process-wide slot, so a runner that raised from proc_exit mixed these up across threads.
     module = runner.load_module(tool)
     results: dict[int, object] = {}
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:
-            for j in range(5):
+            for j in range(10):
                 payload = f"thread {i} run {j}\n".encode() * 50
                 r = runner.run(module, ["tool", "echo"], stdin=payload)
                 assert r.exit_code == 0 and r.stdout == payload
-                code = (i * 10 + j) % 250 + 1 + (200 if i == 3 else 0) % 5
-                r = runner.run(module, ["tool", "exit", str(code)], env={"I": str(i)})
+                code = (i * 64 + j * 13) % 256
+                r = runner.run(module, ["tool", "exit", str(code)])
                 assert r.exit_code == code, (i, j, r)
-            r = runner.run(module, ["tool", "args"], env={"I": str(i)})
-            results[i] = r
+                r = runner.run(module, ["tool", "trap"])
+                assert r.exit_code == runner.EXIT_TRAP and b"unreachable" in r.stderr, (i, j, r)
+            results[i] = runner.run(module, ["tool", "args"], env={"I": str(i)})
         except BaseException as e:  # surfaced below; a thread cannot fail the test itself
             errors.append(e)
 
@@ -265,7 +274,26 @@ def test_concurrent_runs_keep_their_own_output(tool):
         t.join()
     assert not errors, errors
     for i in range(4):
-        assert f"env:I={i}\n" in text(results[i])
+        assert f"env:I={i}\nenvc=1" in text(results[i])
+
+
+def test_link_errors_and_non_commands_are_runner_errors(tmp_path):
+    needs_import = tmp_path / "imp.wasm"
+    needs_import.write_bytes(wasmtime.wat2wasm(
+        '(module (import "env" "missing" (func)) (func (export "_start")))'))
+    with pytest.raises(runner.RunnerError, match="instantiate"):
+        runner.run(needs_import, ["imp"])
+    library = tmp_path / "lib.wasm"
+    library.write_bytes(wasmtime.wat2wasm('(module (func (export "f")))'))
+    with pytest.raises(runner.RunnerError, match="_start"):
+        runner.run(library, ["lib"])
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    junk = tmp_path / "junk.cwasm"
+    junk.write_bytes(b"not a module")
+    with pytest.raises(runner.RunnerError, match="junk.cwasm"):
+        runner.load_module(junk)
 
 
 def test_cli_inherits_stdio_and_returns_the_exit_code(tool, tmp_path):
@@ -286,6 +314,10 @@ def test_cli_inherits_stdio_and_returns_the_exit_code(tool, tmp_path):
     assert (proc.returncode, proc.stdout) == (0, "from host")
     proc = subprocess.run(base + [str(tool), "exit", "255"], capture_output=True, cwd=cwd)
     assert proc.returncode == 255
+    proc = subprocess.run(base + [str(tmp_path / "none.wasm")], capture_output=True, text=True,
+                          cwd=cwd)
+    assert proc.returncode == 1 and proc.stderr.startswith("kiln.runner: ")
+    assert "Traceback" not in proc.stderr
     proc = subprocess.run(base + ["--timeout", "0.2", str(tool), "loop"],
                           capture_output=True, text=True, cwd=cwd)
     assert proc.returncode == runner.EXIT_TIMEOUT and "timed out" in proc.stderr

@@ -30,7 +30,6 @@ extern "C" {
 #endif
 
 struct sockaddr;
-struct sigaction;
 struct in_addr;
 struct _IO_FILE;   /* FILE in wasi-libc (musl) */
 
@@ -62,8 +61,17 @@ unsigned int alarm(unsigned int seconds);
 struct _IO_FILE *popen(const char *command, const char *type);
 int pclose(struct _IO_FILE *stream);
 
-/* --- signal sets and handlers (signal.h; struct sigaction is defined
- *     by wasi-libc with _WASI_EMULATED_SIGNAL, the functions are not) --- */
+/* --- signal handlers (signal.h): wasi-libc defines neither struct
+ *     sigaction nor the functions.  Only sa_handler/sa_mask/sa_flags are
+ *     provided (no siginfo in WASI).  sa_mask has sigset_t's type. --- */
+#ifndef SA_RESTART
+# define SA_RESTART 0x10000000
+#endif
+struct sigaction {
+    void (*sa_handler)(int);
+    unsigned char sa_mask;
+    int sa_flags;
+};
 int sigaction(int sig, const struct sigaction *act, struct sigaction *oact);
 int sigemptyset(unsigned char *set);
 int sigfillset(unsigned char *set);
@@ -75,6 +83,13 @@ int sigprocmask(int how, const unsigned char *set, unsigned char *oset);
 /* --- temporary files (stdlib.h): real implementations in the stubs --- */
 int mkstemp(char *tmpl);
 char *mktemp(char *tmpl);
+
+/* --- large aligned blocks for Zend's chunk allocator (zend_alloc.c):
+ *     wasi-libc's emulated mmap cannot unmap part of a mapping, and
+ *     aligned_alloc()/posix_memalign() do not honour 2 MiB alignment, so
+ *     chunks come from an over-allocating malloc aligned by hand. --- */
+void *kiln_wasi_chunk_alloc(__SIZE_TYPE__ size, __SIZE_TYPE__ alignment);
+void kiln_wasi_chunk_free(void *ptr);
 
 /* --- sockets (sys/socket.h, arpa/inet.h): WASI p1 cannot create them --- */
 int socket(int domain, int type, int protocol);
