@@ -175,7 +175,7 @@ def load(path: Path | str) -> Recipe:
     configure = []
     for index, entry in enumerate(data.get("configure", [])):
         _expect(check, entry, dict, "each [[configure]]", "[[configure]]")
-        when = _range(check, entry.get("when", "@:"), *["[[configure]]"] * (index + 1))
+        when = _range(check, entry.get("when", "@:"), *["[[configure]]"] * (index + 1), "when")
         configure.append((when, _string_list(check, entry.get("args", []), "configure args",
                                              *["[[configure]]"] * (index + 1))))
 

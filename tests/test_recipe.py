@@ -1,0 +1,100 @@
+import textwrap
+
+import pytest
+
+from kiln import recipe
+from kiln.errors import KilnError
+
+SHA = "a" * 64
+
+
+def write_recipe(tmp_path, body, patches=()):
+    folder = tmp_path / "lang"
+    (folder / "patches").mkdir(parents=True)
+    for name in patches:
+        (folder / "patches" / name).write_text("--- a/x\n+++ b/x\n")
+    path = folder / "recipe.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GOOD = f"""\
+name = "php"
+url = "https://example.invalid/php-{{version}}.tar.xz"
+
+[versions]
+"7.4.33" = "{SHA}"
+"8.2.32" = "{SHA}"
+"8.3.8" = "{SHA}"
+
+[outputs]
+php = "sapi/cli/php"
+
+[[configure]]
+args = ["--disable-all"]
+
+[[configure]]
+when = "@8.0:"
+args = ["--disable-fiber-asm"]
+
+[[patches]]
+file = "everyone.patch"
+
+[[patches]]
+file = "eight-only.patch"
+when = "@8.0:"
+why = "fibers"
+
+[[patches]]
+file = "seven-four.patch"
+when = "@7.4"
+
+[flavours.default]
+configure = ["--enable-cli"]
+"""
+
+
+def test_the_php_recipe_loads_and_lists_every_release():
+    php = recipe.language("php")
+    assert {"7.4.32", "7.4.33", "8.0.30", "8.1.29", "8.2.20", "8.2.32", "8.3.8", "8.4.1"} <= set(php.versions)
+    assert set(php.testable) == {"7.4.33", "8.2.32"}
+    assert php.source_name("8.2.32") == "php-8.2.32.tar.xz"
+
+
+def test_patches_follow_their_version_ranges(tmp_path):
+    r = recipe.load(write_recipe(tmp_path, GOOD, ["everyone.patch", "eight-only.patch", "seven-four.patch"]))
+    assert [p.name for p in r.patches_for("7.4.33")] == ["everyone.patch", "seven-four.patch"]
+    assert [p.name for p in r.patches_for("8.2.32")] == ["everyone.patch", "eight-only.patch"]
+    assert r.configure_args("7.4.33", "default") == ["--disable-all", "--enable-cli"]
+    assert r.configure_args("8.3.8", "default") == ["--disable-all", "--disable-fiber-asm", "--enable-cli"]
+
+
+def test_unknown_version_lists_the_known_ones():
+    with pytest.raises(KilnError, match=r"unknown php version '9.9.9': known versions are 7.4.32, .*8.4.1"):
+        recipe.language("php").check_version("9.9.9")
+
+
+def test_unknown_flavour_is_named():
+    with pytest.raises(KilnError, match="unknown php flavour 'nope'"):
+        recipe.language("php").check_flavour("nope")
+
+
+@pytest.mark.parametrize(
+    "change, message, line",
+    [
+        (('"8.3.8" = "' + SHA + '"', '"8.3.8" = "abc"'), "sha256 of 8.3.8 must be 64", 7),
+        (('when = "@8.0:"\nargs', 'when = "8.0:"\nargs'), "must start with '@'", 16),
+        (('file = "eight-only.patch"', 'file = "missing.patch"'), "missing.patch does not exist", 23),
+        (("name = \"php\"", "name = \"php\"\ncolour = 1"), "unknown key .colour.", 2),
+        (('url = "https', 'url = https'), "not valid TOML", None),
+    ],
+)
+def test_malformed_recipes_name_file_and_line(tmp_path, change, message, line):
+    path = write_recipe(tmp_path, GOOD.replace(*change), ["everyone.patch", "eight-only.patch", "seven-four.patch"])
+    with pytest.raises(KilnError, match=message) as info:
+        recipe.load(path)
+    text = str(info.value)
+    assert str(path) in text
+    if line is not None:
+        assert f"{path}:{line}:" in text
+    assert "\n" not in text
