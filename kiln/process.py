@@ -37,7 +37,7 @@ def run_logged(command: list[str], log: Path, label: str, env: dict | None = Non
     ticker = threading.Thread(target=heartbeat, daemon=True)
     ticker.start()
     try:
-        with open(log, "wb") as out:
+        with open(log, "wb", buffering=0) as out:  # unbuffered: tail -f shows it live
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        env={**os.environ, **(env or {})}, cwd=cwd)
             assert process.stdout is not None

@@ -30,9 +30,14 @@ def cache_dir() -> Path:
 
 def mirrors() -> list[str]:
     """KILN_MIRROR: local folders or http(s) URLs laid out like php.net's distributions
-    folder, tried in order before upstream. Separated by spaces, commas or newlines."""
+    folder, tried in order before upstream. Separated by spaces, commas or newlines.
+    build-output/mirror (what scripts/fill-mirror makes) is tried after them when present."""
     raw = os.environ.get("KILN_MIRROR", "")
-    return [m for m in re.split(r"[\s,]+", raw) if m]
+    found = [m for m in re.split(r"[\s,]+", raw) if m]
+    local = build_output() / "mirror"
+    if local.is_dir() and str(local) not in found:
+        found.append(str(local))
+    return found
 
 
 def jobs() -> int:

@@ -37,6 +37,7 @@ class Toolchain:
     ranlib: list[str]
     nm: list[str]
     cflags: list[str] = field(default_factory=list)
+    cppflags: list[str] = field(default_factory=list)
     ldflags: list[str] = field(default_factory=list)
     libs: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -44,16 +45,22 @@ class Toolchain:
     def identity(self) -> dict:
         """What a compiled output depends on (paths excluded: moving a venv is no change)."""
         return {"name": self.name, "version": self.version, "cflags": self.cflags,
-                "ldflags": self.ldflags, "libs": self.libs}
+                "cppflags": self.cppflags, "ldflags": self.ldflags, "libs": self.libs}
 
     def shell(self, words: list[str]) -> str:
         return shlex.join(words)
 
 
 def _common_cflags() -> list[str]:
-    flags = ["-O2", WASM_FEATURES, *SJLJ, *EMULATION_DEFINES, "-Wno-error=date-time"]
+    # zig makes __DATE__/__TIME__ errors; SOURCE_DATE_EPOCH pins their values instead.
+    flags = ["-O2", WASM_FEATURES, *SJLJ, "-Wno-error=date-time"]
     flags += shlex.split(settings.extra_cflags())
     return flags
+
+
+def _common_ldflags() -> list[str]:
+    # The exception-handling lowering happens at link time too.
+    return [WASM_FEATURES, *SJLJ]
 
 
 def _zig() -> Toolchain:
@@ -74,9 +81,10 @@ def _zig() -> Toolchain:
         cc=[str(zig), "cc", *target],
         ar=[str(zig), "ar"],
         ranlib=[str(zig), "ranlib"],
-        nm=["true"],
+        nm=["nm"],  # only probed by libtool, which never needs symbol lists in a static build
         cflags=_common_cflags(),
-        ldflags=[],
+        cppflags=EMULATION_DEFINES,
+        ldflags=_common_ldflags(),
         libs=EMULATION_LIBS,
         env={"ZIG_GLOBAL_CACHE_DIR": str(settings.cache_dir() / "zig")},
     )
@@ -111,7 +119,8 @@ def _wasi_sdk(root: Path, variable: str) -> Toolchain:
         ranlib=[str(root / "bin" / "llvm-ranlib")],
         nm=[str(root / "bin" / "llvm-nm")],
         cflags=_common_cflags(),
-        ldflags=[],
+        cppflags=EMULATION_DEFINES,
+        ldflags=_common_ldflags(),
         libs=["-lsetjmp", *EMULATION_LIBS],
     )
 

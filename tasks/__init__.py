@@ -6,7 +6,6 @@ Every stage gathers the settings it reads into one dict and tracks it with
 from __future__ import annotations
 
 import functools
-import sys
 
 from doit.exceptions import TaskFailed
 
@@ -40,8 +39,7 @@ def user_errors(action):
         try:
             result = action(*args, **kwargs)
         except KilnError as exc:
-            print(f"kiln: {exc}", file=sys.stderr)
-            return TaskFailed(str(exc))
+            return TaskFailed(f"kiln: {exc}")
         return result if result is not None else True
 
     return wrapper

@@ -26,6 +26,7 @@ def render_script(build: Build, tools: toolchain.Toolchain) -> str:
         shim=SHIM,
         shim_sources=sorted(p.name for p in SHIM.glob("*.[cS]")),
         configure_args=recipe.configure_args(build.version, build.flavour),
+        make_targets=recipe.settings.get("make_targets", []),
         epoch=settings.source_date_epoch(),
     )
 

@@ -7,6 +7,8 @@ Dockerfile and its build args are unchanged *and* the engine still holds the ima
 run built: removed (or retagged) by hand, it is rebuilt, and only it.
 KILN_IMAGES=off leaves these tasks out of `doit php:<id>`.
 """
+import hashlib
+
 from doit.tools import config_changed
 
 from kiln import images
@@ -44,8 +46,8 @@ def task_php_image():
                 "targets": [images.record_path(build, kind),
                             images.layout_path(build, kind) / "index.json"],
                 "uptodate": [
-                    config_changed({"dockerfile": dockerfile, "buildargs": buildargs,
-                                    "tag": images.tag(build, kind)}),
+                    config_changed({"dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
+                                    "buildargs": buildargs, "tag": images.tag(build, kind)}),
                     (images.image_is_current, [build, kind]),
                 ],
                 "doc": f"image {images.tag(build, kind)}",

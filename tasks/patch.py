@@ -27,8 +27,8 @@ def _patch(build: Build, series):
     (staging / build.pristine_stamp.name).unlink()
     for patch in series:
         print(f"  applying {patch.name}")
-        patching.apply(staging, patch, php().path)
-    applied = [{"patch": p.name, "sha256": file_sha256(p)} for p in series]
+        patching.apply(staging, patch.file, php().path)
+    applied = [{"patch": p.name, "sha256": file_sha256(p.file)} for p in series]
     atomic.write_json(staging / build.patched_stamp.name, {"series": applied})
     atomic.replace_dir(staging, build.src)
 

@@ -1,0 +1,124 @@
+"""The build chain for real: both testable releases, built once per test run by doit,
+run in Wasmtime, and doit's own reports read back to prove what reran and what did not.
+
+Order matters in this module (pytest keeps file order): the edit tests restore what they
+change and leave the tree built, so later modules find it up to date.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from doit_run import doit, executed
+from kiln import recipe, runner
+from kiln.layout import Build
+
+pytestmark = pytest.mark.slow
+
+PHP = recipe.language("php")
+TESTABLE = list(PHP.testable)
+TARGETS = [f"php:{v}" for v in TESTABLE]
+BUILDS = {v: Build("php", v, "default") for v in TESTABLE}
+
+
+def actions_ran(tasks):
+    """Executed tasks, minus the group tasks that only point at others."""
+    return {name for name in executed(tasks) if not name.startswith("php:")}
+
+
+@pytest.fixture(scope="session")
+def built():
+    """Both testable releases, end to end, by the README's main command."""
+    doit(*TARGETS, "-n", "1")
+    return BUILDS
+
+
+@pytest.mark.parametrize("version", TESTABLE)
+def test_the_module_prints_its_version_in_wasmtime(built, version):
+    for aot in (False, True):
+        result = runner.run(built[version].module("php", aot=aot), ["php", "-r", "echo PHP_VERSION;"])
+        assert (result.exit_code, result.stdout.decode()) == (0, version)
+
+
+@pytest.mark.parametrize("version", TESTABLE)
+def test_every_smoke_check_passed(built, version):
+    report = json.loads(built[version].smoke_report.read_text())
+    assert report["passed"] is True
+    names = {c["name"] for c in report["checks"] if c["passed"]}
+    assert {"version", "demo-page", "fatal-error", "cgi-get", "cgi-post"} <= names
+    assert ("fiber" in names) == version.startswith("8.")
+
+
+def test_a_second_run_executes_nothing_and_is_fast(built):
+    _, tasks, _, seconds = doit(*TARGETS)
+    assert tasks and actions_ran(tasks) == set()
+    # Whole-process time (interpreter start included); the 2 s budget is per version.
+    assert seconds < 2 * len(TARGETS), seconds
+
+
+def test_every_release_of_the_recipe_is_in_the_graph():
+    from doit_run import plain
+    listing = plain("list", "--all").stdout
+    for version in PHP.versions:
+        assert f"php:{version} " in listing
+        assert f"php_make:{version} " in listing
+
+
+def test_editing_an_8x_patch_rebuilds_only_8x_from_the_patch_step(built):
+    eight_only = next(p for p in PHP.patches if p.when.text == "@8.1:")
+    original = eight_only.file.read_bytes()
+    try:
+        eight_only.file.write_bytes(b"(a note added by the test suite)\n" + original)
+        _, tasks, _, _ = doit(*TARGETS)
+    finally:
+        eight_only.file.write_bytes(original)
+    ran = actions_ran(tasks)
+    eights = [v for v in TESTABLE if v.startswith("8.")]
+    assert {f"php_{stage}:{v}" for stage in ("patch", "configure", "make") for v in eights} <= ran
+    assert not any(name.endswith(":7.4.33") for name in ran), ran
+    assert not any(name.startswith(("php_download", "php_extract")) for name in ran), ran
+    # Back to the committed patch: rebuilt again, and then up to date.
+    doit(*TARGETS)
+    _, tasks, _, _ = doit(*TARGETS)
+    assert actions_ran(tasks) == set()
+
+
+def test_editing_a_smoke_fixture_reruns_smoke_only(built):
+    fixture = PHP.folder / "smoke" / "scripts" / "exit3.php"
+    original = fixture.read_bytes()
+    try:
+        fixture.write_bytes(original + b"// edited by the test suite\n")
+        _, tasks, _, _ = doit(*TARGETS)
+    finally:
+        fixture.write_bytes(original)
+    assert actions_ran(tasks) == {f"php_smoke:{v}" for v in TESTABLE}
+    doit(*TARGETS)
+
+
+def test_deleting_an_artifact_rebuilds_just_what_makes_it(built):
+    victim = built["8.2.32"].module("php", aot=True)
+    victim.unlink()
+    _, tasks, _, _ = doit(*TARGETS)
+    assert "php_aot:8.2.32" in actions_ran(tasks)
+    assert actions_ran(tasks) <= {"php_aot:8.2.32", "php_smoke:8.2.32"}
+    assert victim.is_file()
+
+
+def test_changing_toolchain_flags_would_rebuild_every_compiled_output(built):
+    from doit_run import plain
+    for version in TESTABLE:
+        changed = plain("info", f"php_configure:{version}", env={"KILN_CFLAGS": "-DKILN_PROBE=1"}).stdout
+        assert "status     : run" in changed and "config_changed" in changed
+        same = plain("info", f"php_configure:{version}").stdout
+        assert "status     : up-to-date" in same
+        untouched = plain("info", f"php_patch:{version}", env={"KILN_CFLAGS": "-DKILN_PROBE=1"}).stdout
+        assert "status     : up-to-date" in untouched
+
+
+def test_a_missing_toolchain_fails_with_one_line(tmp_path):
+    from doit_run import plain
+    result = plain("php_configure:8.2.32", env={"WASI_SDK_PATH": str(tmp_path / "no-sdk")})
+    assert result.returncode != 0
+    assert f"WASI_SDK_PATH={tmp_path / 'no-sdk'} has no bin/clang" in result.stdout + result.stderr
