@@ -20,8 +20,10 @@ DOIT_CONFIG = {
     "action_string_formatting": "new",
 }
 
-# Commands that only read the graph: no lock needed, so `doit list` works during a build.
+# Commands that only read the graph, and tasks that only read outputs: no lock needed,
+# so `doit list` or `doit report` work while a build runs.
 _READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "strace"}
+_LOCK_FREE_TASKS = {"report", "matrix"}
 
 
 def _fail(message: str) -> None:
@@ -74,11 +76,18 @@ try:
     from tasks.download import task_php_download  # noqa: F401
     from tasks.extract import task_php_extract  # noqa: F401
     from tasks.group import task_php  # noqa: F401
+    from tasks.image import task_php_image  # noqa: F401
     from tasks.make import task_php_make  # noqa: F401
+    from tasks.matrix import task_matrix  # noqa: F401
     from tasks.patch import task_php_patch  # noqa: F401
+    from tasks.publish import task_php_publish  # noqa: F401
+    from tasks.report import task_report  # noqa: F401
     from tasks.smoke import task_php_smoke  # noqa: F401
 
+    from kiln.images import KINDS as _image_kinds
+
     _known = {b.id for b in builds()}
+    _known |= {f"{b}-{kind}" for b in list(_known) for kind in _image_kinds}  # php_image:<id>-<kind>
     _command, _selected = _command_and_tasks(sys.argv)
     for _name in _selected:
         # Catch `php:9.9.9` here: doit would only say "not a task".
@@ -89,7 +98,7 @@ try:
             php().check_flavour(flavour or "default")
             _fail(f"unknown build {sub!r}: known builds are {', '.join(sorted(_known))}")
     _lock_file = _prepare_build_output()
-    if _command not in _READ_ONLY:
+    if _command not in _READ_ONLY and not (_selected and set(_selected) <= _LOCK_FREE_TASKS):
         _take_build_lock(_lock_file)
 except KilnError as _error:
     _fail(str(_error))

@@ -35,6 +35,7 @@ class Flavour:
     description: str
     configure: tuple[str, ...]
     libraries: tuple[str, ...] = ()
+    when: VersionRange = ANY
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class Recipe:
             known = ", ".join(self.flavours)
             raise KilnError(f"unknown {self.name} flavour {flavour!r}: known flavours are {known}")
         return self.flavours[flavour]
+
+    def flavour_applies(self, flavour: str, version: str) -> bool:
+        return Version.parse(version) in self.flavours[flavour].when
 
     def patches_for(self, version: str) -> list[Patch]:
         v = Version.parse(version)
@@ -199,11 +203,15 @@ def load(path: Path | str) -> Recipe:
         if not _NAME.match(flavour):
             check.fail(f"flavour name {flavour!r} must be lowercase letters, digits, - or _", header)
         _expect(check, entry, dict, header, header)
+        unknown = set(entry) - {"description", "configure", "libraries", "when"}
+        if unknown:
+            check.fail(f"flavour {flavour}: unknown key(s) {', '.join(sorted(unknown))}", header)
         flavours[flavour] = Flavour(
             name=flavour,
             description=_expect(check, entry.get("description", ""), str, "description", header),
             configure=_string_list(check, entry.get("configure", []), "configure", header),
             libraries=_string_list(check, entry.get("libraries", []), "libraries", header),
+            when=_range(check, entry.get("when", "@:"), header),
         )
     if "default" not in flavours:
         check.fail("a [flavours.default] table is required", "[flavours")

@@ -287,6 +287,8 @@ class RunResult:
     stderr: bytes
     timed_out: bool
     duration: float  # seconds, wall clock, instantiation included
+    # True when stdout went past run(max_output=...): the rest of it was discarded.
+    output_truncated: bool = False
 
 
 class _RunState:
@@ -334,14 +336,23 @@ def _define_proc_exit(linker: wasmtime.Linker, state: _RunState) -> None:
 
 
 class _Capture:
-    """Collects one stream of one run; Wasmtime calls it from its own thread."""
+    """Collects one stream of one run; Wasmtime calls it from its own thread.
 
-    __slots__ = ("buffer", "__weakref__")
+    With a `limit`, bytes past it are dropped and `truncated` is set (the guest keeps running:
+    raising here would go through wasmtime-py's process-global exception slot)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("buffer", "limit", "truncated", "__weakref__")
+
+    def __init__(self, limit: int | None = None) -> None:
         self.buffer = bytearray()
+        self.limit = limit
+        self.truncated = False
 
     def __call__(self, data: bytes) -> None:
+        if self.limit is not None and len(self.buffer) + len(data) > self.limit:
+            self.buffer.extend(data[: max(0, self.limit - len(self.buffer))])
+            self.truncated = True
+            return
         self.buffer.extend(data)
 
 
@@ -386,6 +397,8 @@ def run(
     preopens: Iterable[Preopen] = (),
     timeout: float | None = None,
     inherit_stdio: bool = False,
+    memory_limit: int | None = None,
+    max_output: int | None = None,
 ) -> RunResult:
     """Run a WASI command once in a fresh Store and instance.
 
@@ -395,6 +408,10 @@ def run(
     checked at wasm function entries and loop back-edges, so a guest blocked in a host call
     (e.g. reading an inherited terminal) is not interrupted until that call returns.
 
+    `memory_limit` caps the instance's linear memory in bytes (Store limits): past it
+    `memory.grow` fails, which the guest sees as malloc returning NULL. `max_output` caps the
+    captured stdout in bytes; the excess is dropped and `RunResult.output_truncated` is set.
+
     Safe to call from many threads at once: Engine and Module are shared, everything else is
     per call.
     """
@@ -402,7 +419,7 @@ def run(
               else load_module(module_or_path))
     engine = make_engine()
     state = _RunState()
-    out, err = _Capture(), _Capture()
+    out, err = _Capture(max_output), _Capture(max_output)
     cleanup: list[str] = []
 
     wasi = wasmtime.WasiConfig()
@@ -426,6 +443,8 @@ def run(
 
     store = wasmtime.Store(engine)
     store.set_wasi(wasi)
+    if memory_limit is not None:
+        store.set_limits(memory_size=memory_limit)
     if timeout is not None:
         _ensure_ticker(engine)
         store.set_epoch_deadline(_timeout_ticks(timeout))
@@ -484,7 +503,8 @@ def run(
             sys.stderr.flush()
         else:
             err(note.encode())
-    return RunResult(exit_code, bytes(out.buffer), bytes(err.buffer), timed_out, duration)
+    return RunResult(exit_code, bytes(out.buffer), bytes(err.buffer), timed_out, duration,
+                     output_truncated=out.truncated)
 
 
 # ---------------------------------------------------------------------------------------------

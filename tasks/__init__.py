@@ -6,10 +6,11 @@ Every stage gathers the settings it reads into one dict and tracks it with
 from __future__ import annotations
 
 import functools
+import time
 
 from doit.exceptions import TaskFailed
 
-from kiln import recipe
+from kiln import atomic, recipe
 from kiln.errors import KilnError
 from kiln.layout import Build
 
@@ -21,25 +22,32 @@ def php():
 
 
 def builds() -> list[Build]:
-    """Every build of the matrix: each release of the recipe in each flavour."""
+    """Every build of the matrix: each release of the recipe in each of its flavours."""
     r = php()
     return [Build(LANGUAGE, version, flavour) for version in r.versions for flavour in r.flavours
-            if flavour == "default"]
-
-
-def versions() -> list[str]:
-    return list(php().versions)
+            if r.flavour_applies(flavour, version)]
 
 
 def user_errors(action):
-    """Turn a KilnError into doit's TaskFailed: the one-line message, no traceback."""
+    """Run a stage action: a KilnError becomes doit's TaskFailed (one line, no traceback),
+    and when the action works on a Build, its outcome and duration are recorded for the report."""
+    stage = action.__name__.strip("_")
 
     @functools.wraps(action)
     def wrapper(*args, **kwargs):
+        build = args[0] if args and isinstance(args[0], Build) else None
+        started = time.time()
+        outcome = "failed"
         try:
             result = action(*args, **kwargs)
+            outcome = "failed" if isinstance(result, TaskFailed) else "done"
         except KilnError as exc:
-            return TaskFailed(f"kiln: {exc}")
+            result = TaskFailed(f"kiln: {exc}")
+        finally:
+            if build is not None:
+                atomic.write_json(build.state / f"stage-{stage}.json", {
+                    "stage": stage, "outcome": outcome, "started": round(started, 3),
+                    "seconds": round(time.time() - started, 3)})
         return result if result is not None else True
 
     return wrapper

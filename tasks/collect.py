@@ -2,9 +2,10 @@
 from kiln import atomic
 from kiln.layout import Build
 
-from . import builds, php
+from . import builds, php, user_errors
 
 
+@user_errors
 def _collect(build: Build, outputs: dict[str, str]):
     for module, relative in outputs.items():
         atomic.copy_file(build.src / relative, build.module(module), mode=0o644)

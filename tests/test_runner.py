@@ -71,6 +71,14 @@ int main(int argc, char **argv) {
         closedir(d);
         return 0;
     }
+    if (!strcmp(cmd, "alloc")) {         /* malloc argv[2] MiB and touch it */
+        size_t size = (size_t)atoi(argv[2]) << 20;
+        char *volatile p = malloc(size);  /* volatile: clang may elide an unused malloc */
+        if (!p) { puts("alloc failed"); return 1; }
+        memset(p, 1, size);
+        printf("alloc ok%.0d\n", p[size - 1] - 1);
+        return 0;
+    }
     if (!strcmp(cmd, "trap")) __builtin_trap();
     if (!strcmp(cmd, "overflow")) return recurse(0);
     return 99;
@@ -189,6 +197,23 @@ def test_traps_give_exit_trap_and_a_message(tool, cmd, words):
     r = runner.run(tool, ["tool", cmd])
     assert r.exit_code == runner.EXIT_TRAP and not r.timed_out
     assert b"wasm trap" in r.stderr and words in r.stderr.decode().lower()
+
+
+def test_memory_limit_makes_growth_fail_and_later_runs_work(tool):
+    r = runner.run(tool, ["tool", "alloc", "64"])
+    assert (r.exit_code, text(r)) == (0, "alloc ok\n")
+    r = runner.run(tool, ["tool", "alloc", "64"], memory_limit=24 << 20)
+    assert (r.exit_code, text(r)) == (1, "alloc failed\n")
+    r = runner.run(tool, ["tool", "alloc", "2"], memory_limit=24 << 20)
+    assert (r.exit_code, text(r)) == (0, "alloc ok\n")
+
+
+def test_max_output_truncates_stdout(tool):
+    data = b"x" * 100_000
+    r = runner.run(tool, ["tool", "echo"], stdin=data, max_output=1000)
+    assert r.exit_code == 0 and r.stdout == data[:1000] and r.output_truncated
+    r = runner.run(tool, ["tool", "echo"], stdin=data, max_output=len(data))
+    assert r.stdout == data and not r.output_truncated
 
 
 def test_precompile_round_trip_leaves_no_temp_files(tool, tmp_path):

@@ -58,6 +58,13 @@ int wait(int *status);
 int waitpid(int pid, int *status, int options);
 int kill(int pid, int sig);
 unsigned int alarm(unsigned int seconds);
+int pipe(int fds[2]);
+int execl(const char *path, const char *arg, ...);
+int execle(const char *path, const char *arg, ...);
+int execlp(const char *file, const char *arg, ...);
+int execv(const char *path, char *const argv[]);
+int execve(const char *path, char *const argv[], char *const envp[]);
+int execvp(const char *file, char *const argv[]);
 struct _IO_FILE *popen(const char *command, const char *type);
 int pclose(struct _IO_FILE *stream);
 

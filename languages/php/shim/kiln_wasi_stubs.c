@@ -217,6 +217,14 @@ int waitpid(int pid, int *status, int options)
 { (void)pid; (void)status; (void)options; errno = ECHILD; return -1; }
 int kill(int pid, int sig) { (void)pid; (void)sig; KILN_FAIL(-1); }
 unsigned int alarm(unsigned int seconds) { (void)seconds; return 0; }
+int pipe(int fds[2]) { (void)fds; KILN_FAIL(-1); }
+int execl(const char *path, const char *arg, ...) { (void)path; (void)arg; KILN_FAIL(-1); }
+int execle(const char *path, const char *arg, ...) { (void)path; (void)arg; KILN_FAIL(-1); }
+int execlp(const char *file, const char *arg, ...) { (void)file; (void)arg; KILN_FAIL(-1); }
+int execv(const char *path, char *const argv[]) { (void)path; (void)argv; KILN_FAIL(-1); }
+int execve(const char *path, char *const argv[], char *const envp[])
+{ (void)path; (void)argv; (void)envp; KILN_FAIL(-1); }
+int execvp(const char *file, char *const argv[]) { (void)file; (void)argv; KILN_FAIL(-1); }
 
 FILE *popen(const char *command, const char *type)
 { (void)command; (void)type; KILN_FAIL(NULL); }
