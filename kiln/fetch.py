@@ -163,17 +163,27 @@ def fetch(filename: str, sha256: str, dest: Path, upstream_urls: list[str],
     )
 
 
+def fetch_companion(location: str, dest: Path) -> bool:
+    """Fetch a small file that may or may not exist beside a fetched one (e.g. its .asc)."""
+    try:
+        with atomic_path(dest) as tmp:
+            if location.startswith(("http://", "https://")):
+                response = requests.get(location, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+                if response.status_code != 200:
+                    raise _TryNext(f"HTTP {response.status_code}")
+                tmp.write_bytes(response.content)
+            else:
+                if not Path(location).is_file():
+                    raise _TryNext("not there")
+                shutil.copyfile(location, tmp)
+        return True
+    except (_TryNext, requests.RequestException, OSError):
+        return False
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def copy_verified(source: Path, dest: Path, sha256: str) -> None:
-    """Used by tests and scripts: copy and insist on the pinned hash."""
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(source, tmp)
-        if file_sha256(tmp) != sha256:
-            raise KilnError(f"{source}: checksum mismatch against the pinned sha256")

@@ -1,29 +1,47 @@
-"""download: fetch each release's tarball from the mirrors or upstream, sha256-pinned."""
+"""download: fetch each release's tarball from the mirrors or upstream, sha256-pinned,
+and check its OpenPGP signature against the release keys when one is published beside it."""
+
 from doit.tools import config_changed
 
-from kiln import fetch, settings
+from kiln import atomic, fetch, settings, signature
 from kiln.layout import source_archive
 
 from . import php, user_errors
 
 
 @user_errors
-def _download(filename, sha256, urls, mirrors):
-    origin = fetch.fetch(filename, sha256, source_archive(filename), urls, mirrors)
-    print(f"  {filename}: verified sha256 {sha256[:16]}... (from {origin})")
+def _download(filename, sha256, urls, mirrors, keys):
+    target = source_archive(filename)
+    origin = fetch.fetch(filename, sha256, target, urls, mirrors)
+    print(f"  {filename}: sha256 {sha256[:16]}... matches the pin (from {origin})")
+    record = {"sha256": sha256, "origin": origin, "signature": None}
+    asc = target.with_name(target.name + ".asc")
+    if keys and fetch.fetch_companion(origin + ".asc", asc):
+        try:
+            record["signature"] = signature.verify(target, asc, keys)
+        except Exception:
+            target.unlink(missing_ok=True)  # a bad signature condemns the tarball too
+            asc.unlink(missing_ok=True)
+            raise
+        print(f"  {filename}: good OpenPGP signature from {record['signature']}")
+    else:
+        print(f"  {filename}: no signature published beside it; the sha256 pin is the check")
+    atomic.write_json(target.with_name(target.name + ".verified.json"), record)
 
 
 def task_php_download():
     """Fetch a PHP release tarball (KILN_MIRROR first, then php.net) and check its sha256."""
     recipe = php()
+    keys = recipe.folder / recipe.settings["signing_keys"] if "signing_keys" in recipe.settings else None
     for version, sha256 in recipe.versions.items():
         filename = recipe.source_name(version)
+        target = source_archive(filename)
         # Mirrors are not an input: any origin that yields the pinned bytes is as good.
-        kw = {"filename": filename, "sha256": sha256}
+        kw = {"filename": filename, "sha256": sha256, "keys": keys and keys.read_text()}
         yield {
             "name": version,
-            "actions": [(_download, [filename, sha256, recipe.urls(version), settings.mirrors()])],
-            "targets": [source_archive(filename)],
+            "actions": [(_download, [filename, sha256, recipe.urls(version), settings.mirrors(), keys])],
+            "targets": [target, target.with_name(target.name + ".verified.json")],
             "uptodate": [config_changed(kw)],
             "doc": f"fetch {filename}",
             "clean": True,

@@ -8,6 +8,8 @@ def stages_of(build_id: str) -> list[str]:
     stages = ["php_smoke", "php_aot"]
     if settings.images_enabled():
         stages.append("php_image")
+        if settings.registry():
+            stages.append("php_publish")
     return [f"{stage}:{build_id}" for stage in stages]
 
 
