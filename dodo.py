@@ -38,6 +38,20 @@ def _command_and_tasks(argv):
     return command, tasks
 
 
+def _interrupted(kind, value, traceback):
+    """Ctrl-C: doit has already saved what finished; say so in one line instead of a traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stdout.flush()
+        print("\nkiln: interrupted; finished stages are recorded and nothing half-written "
+              "is kept: rerun to continue", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)
+    sys.__excepthook__(kind, value, traceback)
+
+
+sys.excepthook = _interrupted
+
+
 def _prepare_build_output():
     out = settings.build_output()
     try:

@@ -31,6 +31,14 @@ def atomic_path(target: Path | str, suffix: str = ""):
             tmp_path.unlink()
 
 
+def clear_stale(target: Path | str) -> None:
+    """Remove temporaries a killed run left beside `target` (callers hold the build lock)."""
+    target = Path(target)
+    if target.parent.is_dir():
+        for leftover in target.parent.glob(f".{target.name}.*.part"):
+            leftover.unlink(missing_ok=True)
+
+
 def write_bytes(target: Path | str, data: bytes, mode: int | None = None) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

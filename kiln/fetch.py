@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from . import atomic
 from .atomic import atomic_path
 from .errors import KilnError
 
@@ -142,6 +143,7 @@ def fetch(filename: str, sha256: str, dest: Path, upstream_urls: list[str],
           mirrors: list[str]) -> str:
     """Place `filename` at `dest` once its sha256 matches; returns where it came from."""
     failures = []
+    atomic.clear_stale(dest)
     session = requests.Session()
     for origin in origins(filename, upstream_urls, mirrors):
         try:

@@ -56,7 +56,7 @@ from .layout import Build
 
 __all__ = [
     "Mount", "ServerConfig", "Request", "Response", "WasmBackend", "NativeBackend",
-    "Application", "Server", "serve", "serve_rootfs", "find_php_cgi", "parse_cgi_output", "main",
+    "Application", "Server", "serve", "serve_rootfs", "rootfs_config", "find_php_cgi", "parse_cgi_output", "main",
 ]
 
 SERVER_SOFTWARE = "Kiln"
@@ -1238,14 +1238,24 @@ class Server:
 
     def serve_forever(self, handle_signals: bool = True) -> int:
         """Serve until SIGTERM/SIGINT (or stop() from another thread), then shut down."""
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
+            raise
         if handle_signals and threading.current_thread() is threading.main_thread():
+            def on_signal(signum, frame) -> None:  # noqa: ANN001 - signal handler signature
+                if self._stop.is_set():    # a second signal: do not wait for the grace period
+                    self.log("kiln.server: second signal, exiting now")
+                    os._exit(128 + signum)
+                self.log(f"kiln.server: {signal.Signals(signum).name}, shutting down "
+                         f"(up to {self.config.grace:g} s for running requests)")
+                self._stop.set()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self._stop.set())
+                signal.signal(sig, on_signal)
         while not self._stop.wait(0.5):
             pass
-        self.stop()
-        return 0
+        return 0 if self.stop() else 1
 
     def stop(self, grace: float | None = None) -> bool:
         """Stop accepting, let in-flight requests finish (up to `grace` seconds), close.
@@ -1318,14 +1328,21 @@ def serve_rootfs(rootfs: Path, module: Path, docroot: str, port: int,
                  **options) -> int:
     """Serve an unpacked server image (kiln.shimrun): `rootfs` is the guest's / (read-only),
     `docroot` the guest path of the docroot inside it, `mounts` the -v volumes."""
+    return Server(rootfs_config(rootfs, module, docroot, port, env, mounts, host,
+                                **options)).serve_forever()
+
+
+def rootfs_config(rootfs: Path, module: Path, docroot: str, port: int,
+                  env: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+                  mounts: Sequence[tuple[Path, str, bool]] = (), host: str = "127.0.0.1",
+                  **options) -> ServerConfig:
+    """The ServerConfig serve_rootfs() uses (the image's / granted read-only)."""
     rootfs = Path(rootfs)
     guest_docroot = _norm_guest(docroot)
-    docroot_host = rootfs.joinpath(*_guest_parts(guest_docroot))
-    config = ServerConfig(
-        docroot=docroot_host, module=Path(module), docroot_guest=guest_docroot, host=host,
-        port=port, root=rootfs, env=dict(env),
+    return ServerConfig(
+        docroot=rootfs.joinpath(*_guest_parts(guest_docroot)), module=Path(module),
+        docroot_guest=guest_docroot, host=host, port=port, root=rootfs, env=dict(env),
         mounts=[Mount(Path(h), g, w) for h, g, w in mounts], **options)
-    return Server(config).serve_forever()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,13 +28,6 @@ def actions_ran(tasks):
     return {name for name in executed(tasks) if not name.startswith("php:")}
 
 
-@pytest.fixture(scope="session")
-def built():
-    """Both testable releases, end to end, by the README's main command."""
-    doit(*TARGETS, "-n", "1")
-    return BUILDS
-
-
 @pytest.mark.parametrize("version", TESTABLE)
 def test_the_module_prints_its_version_in_wasmtime(built, version):
     for aot in (False, True):

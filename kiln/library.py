@@ -1,0 +1,230 @@
+"""Load a library recipe (libraries/<name>/recipe.toml) and check it against its schema.
+
+Libraries (SQLite, zlib, libxml2, ...) are C libraries a flavour of a language links
+statically. Each is built for wasm32-wasi by `lib_build:<name>` and installed under
+build-output/libs/<name>-<version>/ (include/, lib/, lib/pkgconfig/), where the language's
+configure finds it through pkg-config. They live in libraries/, not languages/: they produce
+no module of their own and have one version each, the one the flavours are tested with.
+
+Like language recipes, every mistake is reported as `file:line: what is wrong`.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import settings
+from .errors import KilnError
+from .recipe import _Checker, _expect, _string_list
+from .versions import Version
+
+LIBRARIES = settings.ROOT / "libraries"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_+.-]*$")
+_PATH_CHARS = re.compile(r"^[A-Za-z0-9_+.,~/-]+$")
+
+# How each build style is driven (templates/lib-build.sh.j2) and the [build] keys it takes.
+STYLES = {
+    # autoconf: ./configure --host=wasm32-wasi --build=<native> --prefix=... --enable-static ...
+    "autoconf": {"configure", "make", "install", "wrap_config_sub", "defines"},
+    # a hand-written configure that takes the target from CHOST (zlib)
+    "chost": {"configure", "make", "install", "defines"},
+    # a native build generates single-file sources, compiled with the wasm toolchain (SQLite)
+    "amalgamation": {"generate", "sources", "headers", "library", "defines"},
+}
+_REQUIRED = {
+    "autoconf": {"make", "install"},
+    "chost": {"make", "install"},
+    "amalgamation": {"generate", "sources", "headers", "library"},
+}
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str
+    path: Path
+    version: str
+    description: str
+    package: str          # Debian source package that carries the tarball (scripts/fill-mirror)
+    file: str             # the tarball's name in the mirror and in build-output/sources
+    sha256: str
+    root: str             # the tarball's top folder
+    style: str
+    configure: tuple[str, ...] = ()
+    make: tuple[str, ...] = ()
+    install: tuple[str, ...] = ()
+    wrap_config_sub: bool = False
+    defines: tuple[str, ...] = ()
+    generate: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    library: str = ""
+    pkgconfig_name: str = ""
+    pkgconfig_description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    # -- where its artifacts live (build-output/libs/) --
+
+    @property
+    def prefix(self) -> Path:
+        """The installed library: include/, lib/, lib/pkgconfig/ (swapped in whole)."""
+        return libs_dir() / self.id
+
+    @property
+    def pkgconfig_dir(self) -> Path:
+        return self.prefix / "lib" / "pkgconfig"
+
+    @property
+    def stamp(self) -> Path:
+        """Written last inside the installed tree: what it was built from, and its files' sha256."""
+        return self.prefix / ".kiln-installed.json"
+
+    @property
+    def work(self) -> Path:
+        """The unpacked source tree the build runs in (replaced by every build)."""
+        return libs_dir() / "work" / self.id
+
+    @property
+    def script(self) -> Path:
+        return libs_dir() / "scripts" / f"{self.id}.sh"
+
+    @property
+    def log(self) -> Path:
+        return libs_dir() / "logs" / f"{self.id}.log"
+
+
+def libs_dir() -> Path:
+    return settings.build_output() / "libs"
+
+
+def _relative(check: _Checker, value: str, what: str, *needles: str) -> str:
+    """A file or folder inside the source tree: relative, no `..`, nothing a shell would expand."""
+    if not _PATH_CHARS.match(value) or value.startswith("/") or ".." in value.split("/"):
+        check.fail(f"{what} {value!r} must be a relative path without '..'", *needles)
+    return value
+
+
+def load(path: Path | str) -> Library:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KilnError(f"cannot read library recipe {path}: {exc.strerror}") from None
+    check = _Checker(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise KilnError(f"{path}: not valid TOML: {exc}") from None
+
+    allowed = {"name", "version", "description", "source", "build", "pkgconfig"}
+    for key in data:
+        if key not in allowed:
+            check.fail(f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})", key)
+    for key in ("name", "version", "source", "build"):
+        if key not in data:
+            check.fail(f"missing required key {key!r}")
+
+    name = _expect(check, data["name"], str, "name", "name")
+    if not _NAME.match(name):
+        check.fail(f"library name {name!r} must be lowercase letters, digits, + . _ or -", "name")
+    if name != path.parent.name:
+        check.fail(f"name {name!r} must match the recipe's folder {path.parent.name!r}", "name")
+    version = _expect(check, data["version"], str, "version", "version")
+    try:
+        Version.parse(version)
+    except ValueError as exc:
+        check.fail(str(exc), "version")
+    description = _expect(check, data.get("description", ""), str, "description", "description")
+
+    source = _expect(check, data["source"], dict, "[source]", "[source]")
+    unknown = set(source) - {"package", "file", "sha256", "root"}
+    if unknown:
+        check.fail(f"[source]: unknown key(s) {', '.join(sorted(unknown))} "
+                   f"(allowed: file, package, root, sha256)", "[source]", sorted(unknown)[0])
+    for key in ("package", "file", "sha256", "root"):
+        if key not in source:
+            check.fail(f"[source] needs {key!r}", "[source]")
+        _expect(check, source[key], str, f"[source] {key}", "[source]", key)
+    if "://" in source["file"] or "/" in source["file"]:
+        check.fail("[source] file is a file name (the mirror supplies it), not a URL or path",
+                   "[source]", "file")
+    if not _SHA256.match(source["sha256"]):
+        check.fail("[source] sha256 must be 64 lowercase hex digits", "[source]", "sha256")
+    if not _NAME.match(source["package"]):
+        check.fail(f"[source] package {source['package']!r} is not a Debian source package name",
+                   "[source]", "package")
+    _relative(check, source["root"], "[source] root", "[source]", "root")
+
+    build = _expect(check, data["build"], dict, "[build]", "[build]")
+    style = build.get("style")
+    if style not in STYLES:
+        check.fail(f"[build] style must be one of {', '.join(STYLES)}, not {style!r}", "[build]", "style")
+    unknown = set(build) - STYLES[style] - {"style"}
+    if unknown:
+        check.fail(f"[build] style {style!r} takes no {', '.join(sorted(unknown))} "
+                   f"(it takes {', '.join(sorted(STYLES[style]))})", "[build]", sorted(unknown)[0])
+    missing = _REQUIRED[style] - set(build)
+    if missing:
+        check.fail(f"[build] style {style!r} needs {', '.join(sorted(missing))}", "[build]")
+    lists = {}
+    for key in ("configure", "make", "install", "defines", "generate", "sources", "headers"):
+        lists[key] = _string_list(check, build.get(key, []), f"[build] {key}", "[build]", key)
+    for key in ("generate", "sources", "headers"):
+        for item in lists[key]:
+            _relative(check, item, f"[build] {key} entry", "[build]", key)
+    for define in lists["defines"]:
+        if not define.startswith(("-D", "-U")):
+            check.fail(f"[build] defines entry {define!r} must start with -D or -U", "[build]", "defines")
+    wrap = _expect(check, build.get("wrap_config_sub", False), bool, "[build] wrap_config_sub",
+                   "[build]", "wrap_config_sub")
+    library = _expect(check, build.get("library", ""), str, "[build] library", "[build]", "library")
+    if style == "amalgamation" and not _NAME.match(library):
+        check.fail(f"[build] library {library!r} must be a plain name (lib<name>.a)", "[build]", "library")
+
+    pkgconfig = _expect(check, data.get("pkgconfig", {}), dict, "[pkgconfig]", "[pkgconfig]")
+    unknown = set(pkgconfig) - {"name", "description"}
+    if unknown:
+        check.fail(f"[pkgconfig]: unknown key(s) {', '.join(sorted(unknown))}", "[pkgconfig]")
+    if style == "amalgamation" and "name" not in pkgconfig:
+        # The other styles install the .pc file their own build writes.
+        check.fail("style 'amalgamation' needs [pkgconfig] name (the .pc file Kiln writes)", "[build]")
+    for key in ("name", "description"):
+        _expect(check, pkgconfig.get(key, ""), str, f"[pkgconfig] {key}", "[pkgconfig]", key)
+
+    return Library(
+        name=name, path=path, version=version, description=description,
+        package=source["package"], file=source["file"], sha256=source["sha256"], root=source["root"],
+        style=style, configure=lists["configure"], make=lists["make"], install=lists["install"],
+        wrap_config_sub=wrap, defines=lists["defines"], generate=lists["generate"],
+        sources=lists["sources"], headers=lists["headers"], library=library,
+        pkgconfig_name=pkgconfig.get("name", ""),
+        pkgconfig_description=pkgconfig.get("description", description),
+    )
+
+
+_loaded: dict[str, Library] = {}
+
+
+def known() -> list[str]:
+    """Names of every library with a recipe."""
+    return sorted(p.parent.name for p in LIBRARIES.glob("*/recipe.toml"))
+
+
+def get(name: str) -> Library:
+    """The recipe of one library, loaded once per process."""
+    if name not in _loaded:
+        path = LIBRARIES / name / "recipe.toml"
+        if not path.is_file():
+            raise KilnError(f"unknown library {name!r}: known libraries are {', '.join(known())} "
+                            f"(add libraries/{name}/recipe.toml to build another)")
+        _loaded[name] = load(path)
+    return _loaded[name]
+
+
+def all_libraries() -> list[Library]:
+    return [get(name) for name in known()]
