@@ -91,12 +91,15 @@ try:
     from tasks.extract import task_php_extract  # noqa: F401
     from tasks.group import task_php  # noqa: F401
     from tasks.image import task_php_image  # noqa: F401
+    from tasks.library import task_lib_build, task_lib_download  # noqa: F401
     from tasks.make import task_php_make  # noqa: F401
     from tasks.matrix import task_matrix  # noqa: F401
     from tasks.patch import task_php_patch  # noqa: F401
     from tasks.publish import task_php_publish  # noqa: F401
     from tasks.report import task_report  # noqa: F401
+    from tasks.reproduce import task_php_reproduce  # noqa: F401
     from tasks.smoke import task_php_smoke  # noqa: F401
+    from tasks.wordpress import task_wordpress_docroot, task_wordpress_download  # noqa: F401
 
     from kiln.images import KINDS as _image_kinds
 

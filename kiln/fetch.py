@@ -144,6 +144,8 @@ def fetch(filename: str, sha256: str, dest: Path, upstream_urls: list[str],
     """Place `filename` at `dest` once its sha256 matches; returns where it came from."""
     failures = []
     atomic.clear_stale(dest)
+    if dest.is_file() and file_sha256(dest) == sha256:
+        return f"{dest} (already in the source cache)"
     session = requests.Session()
     for origin in origins(filename, upstream_urls, mirrors):
         try:

@@ -38,6 +38,8 @@ class Kind:
     title: str
     description: str
     modules: tuple[tuple[str, bool], ...]  # (sapi, precompiled) copied to the context root
+    flavours: tuple[str, ...] = ()         # only for these flavours (empty: every flavour)
+    replaces: str | None = None            # the kind it stands in for, for those flavours
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
@@ -50,7 +52,24 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("server", "Dockerfile.server.j2", "PHP {version} CGI server (wasm32-wasi)",
          "php-cgi as a WASI module and a docroot, served by a host HTTP server per request.",
          (("php-cgi", False),)),
+    # The demo's `7.4.32-server-wordpress`: the server image with WordPress on SQLite as its
+    # docroot (build-output/wordpress/docroot, `doit wordpress_docroot`), wp-content/ a volume.
+    Kind("server-wordpress", "Dockerfile.server-wordpress.j2",
+         "WordPress on SQLite, served by PHP {version} CGI (wasm32-wasi)",
+         "php-cgi as a WASI module and WordPress on SQLite, served by a host HTTP server per request.",
+         (("php-cgi", False),), flavours=("wordpress",), replaces="server"),
 )}
+# The docroot folder a server kind needs writable (its database and uploads): a volume.
+WRITABLE_DOCROOT_FOLDER = {"server-wordpress": "wp-content"}
+
+
+def kinds_for(build: Build) -> list[str]:
+    """The image kinds of a build: the general ones, with a flavour's own kinds in place of
+    those they replace (the wordpress flavour's server image is server-wordpress)."""
+    own = [k for k in KINDS.values() if k.flavours and build.flavour in k.flavours]
+    replaced = {k.replaces for k in own}
+    return [k.name for k in KINDS.values()
+            if (not k.flavours and k.name not in replaced) or k in own]
 
 
 def check_kind(kind: str) -> Kind:
@@ -64,8 +83,10 @@ def check_kind(kind: str) -> Kind:
 
 
 def tag(build: Build, kind: str, repository: str | None = None) -> str:
-    """`php-wasm:8.2.32-cli`; another flavour goes last, like the demo's `-server-wordpress`."""
-    suffix = kind if build.flavour == "default" else f"{kind}-{build.flavour}"
+    """`php-wasm:8.2.32-cli`; another flavour goes last, like the demo's `-server-wordpress`
+    (a flavour's own kind already names it)."""
+    own_kind = build.flavour in check_kind(kind).flavours
+    suffix = kind if build.flavour == "default" or own_kind else f"{kind}-{build.flavour}"
     return f"{repository or settings.image_repository()}:{build.version}-{suffix}"
 
 
@@ -94,8 +115,14 @@ def report_paths(build: Build) -> tuple[Path, Path]:
     return build.root / "images.json", build.root / "images.md"
 
 
-def docroot(build: Build) -> Path:
-    return DEFAULT_DOCROOT
+def docroot(build: Build, kind: str = "server") -> Path | None:
+    """The docroot a server kind carries (None: the kind has none)."""
+    if kind == "server":
+        return DEFAULT_DOCROOT
+    if kind == "server-wordpress":
+        from . import wordpress
+        return wordpress.docroot_dir()
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,6 +154,7 @@ def template_values(build: Build, kind: str) -> dict:
         "engine_machine": os.uname().machine,
         "docroot": SERVER_DOCROOT,
         "port": SERVER_PORT,
+        "writable": WRITABLE_DOCROOT_FOLDER.get(kind),
     }
 
 
@@ -149,6 +177,9 @@ def inputs(build: Build, kind: str) -> list[Path]:
     files = [build.module(sapi, aot=aot) for sapi, aot in spec.modules]
     if kind == "server":
         files += sorted(p for p in docroot(build).rglob("*") if p.is_file())
+    elif kind == "server-wordpress":
+        from . import wordpress
+        files.append(wordpress.docroot_stamp())  # the docroot's record: rewritten with it
     return files
 
 
@@ -165,8 +196,12 @@ def stage_context(build: Build, kind: str) -> Path:
                 raise KilnError(f"{source} is missing: build it first (doit php:{build.id})")
             shutil.copyfile(source, staged / source.name)
             (staged / source.name).chmod(0o755)
-        if kind == "server":
-            shutil.copytree(docroot(build), staged / "docroot")
+        source_docroot = docroot(build, kind)
+        if source_docroot is not None:
+            if not source_docroot.is_dir():
+                raise KilnError(f"{source_docroot} is missing: assemble it first "
+                                f"(doit wordpress_docroot)")
+            shutil.copytree(source_docroot, staged / "docroot")
         epoch = settings.source_date_epoch()
         for path in [staged, *staged.rglob("*")]:
             os.utime(path, (epoch, epoch), follow_symlinks=False)

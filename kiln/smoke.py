@@ -10,7 +10,7 @@ from . import runner
 from .errors import KilnError
 from .versions import Version, VersionRange
 
-_FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "exit",
+_FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "flavours", "exit",
            "stdout", "contains", "lacks", "status", "headers"}
 
 
@@ -38,7 +38,10 @@ def load_checks(path: Path) -> list[dict]:
     return checks
 
 
-def applies(check: dict, version: str) -> bool:
+def applies(check: dict, version: str, flavour: str = "default") -> bool:
+    """`when` limits a check to a version range, `flavours` to some flavours (default: all)."""
+    if "flavours" in check and flavour not in check["flavours"]:
+        return False
     return Version.parse(version) in VersionRange.parse(check.get("when", "@:"))
 
 

@@ -7,13 +7,18 @@ import hashlib
 
 from doit.tools import config_changed
 
-from kiln import atomic, process, settings, templating, toolchain
+from kiln import atomic, library, process, settings, templating, toolchain
 from kiln.fetch import file_sha256
 from kiln.layout import Build
 
 from . import builds, php, user_errors
 
 SHIM = php().folder / "shim"
+
+
+def libraries_of(build: Build) -> list[library.Library]:
+    """The libraries the build's flavour links (lib_build:<name>), in recipe order."""
+    return [library.get(name) for name in php().check_flavour(build.flavour).libraries]
 
 
 def render_script(build: Build, tools: toolchain.Toolchain) -> str:
@@ -26,6 +31,7 @@ def render_script(build: Build, tools: toolchain.Toolchain) -> str:
         shim=SHIM,
         shim_sources=sorted(p.name for p in SHIM.glob("*.[cS]")),
         configure_args=recipe.configure_args(build.version, build.flavour),
+        libraries=libraries_of(build),
         make_targets=recipe.settings.get("make_targets", []),
         epoch=settings.source_date_epoch(),
     )
@@ -54,7 +60,8 @@ def task_php_configure():
                    "doc": "configure (toolchain missing)"}
             continue
         script_text = render_script(build, tools)
-        inputs = [build.patched_stamp, *sorted(SHIM.iterdir())]
+        # A library's stamp changes whenever it is rebuilt: PHP is then reconfigured and relinked.
+        inputs = [build.patched_stamp, *sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
         yield {
             "name": build.id,
             "actions": [(_configure, [build, script_text, inputs])],

@@ -34,9 +34,9 @@ def _report(build: Build, kinds: list[str]):
 
 
 def task_php_image():
-    """Build the cli, cli-aot and server images of each build (needs a Docker engine)."""
+    """Build the cli, cli-aot and server (or server-wordpress) images of each build (needs a Docker engine)."""
     for build in builds():
-        kinds = list(images.KINDS)
+        kinds = images.kinds_for(build)
         for kind in kinds:
             dockerfile, buildargs = images.render(build, kind)
             yield {

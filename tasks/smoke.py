@@ -14,7 +14,7 @@ CHECKS = FIXTURES / "checks.toml"
 
 @user_errors
 def _smoke(build: Build, modules: dict):
-    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version)]
+    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour)]
     outcomes = []
     for check in checks:
         outcome = smoke.run_check(check, build.version, modules, FIXTURES)

@@ -115,3 +115,11 @@ def test_a_missing_toolchain_fails_with_one_line(tmp_path):
     result = plain("php_configure:8.2.32", env={"WASI_SDK_PATH": str(tmp_path / "no-sdk")})
     assert result.returncode != 0
     assert f"WASI_SDK_PATH={tmp_path / 'no-sdk'} has no bin/clang" in result.stdout + result.stderr
+
+
+def test_two_clean_builds_in_different_folders_are_byte_identical(built):
+    """SOURCE_DATE_EPOCH, no build paths, a pinned uname: the graph's own check must pass."""
+    _, tasks, output, _ = doit("php_reproduce:8.2.32", env={"KILN_IMAGES": "off"})
+    assert tasks["php_reproduce:8.2.32"] == "success", output[-3000:]
+    report = json.loads((built["8.2.32"].root / "reproduce.json").read_text())
+    assert all(entry["identical"] for entry in report.values()), report

@@ -34,7 +34,7 @@ EPOCH = "1700000000"
 DOCROOT = ROOT / "languages" / "php" / "smoke" / "docroot"
 REAL_BIN = Path(os.environ.get("KILN_TEST_PHP_BIN")
                 or ROOT / "build-output" / "php" / f"php-{VERSION}" / "bin")
-KINDS = list(images.KINDS)
+KINDS = images.kinds_for(Build("php", VERSION, "default"))  # server-wordpress is the wordpress flavour's
 
 # Prints what index.php prints, from C: uname, environment names, the entries of `/`.
 STAND_IN_C = r"""

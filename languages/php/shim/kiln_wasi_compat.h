@@ -178,6 +178,36 @@ char *inet_ntoa(struct in_addr in);
 #endif
 
 /*
+ * <sys/wait.h>: zig ships musl's, which needs siginfo_t (absent on WASI), so
+ * it cannot be included.  PHP includes it unconditionally where HAVE_FORK
+ * is set (php_cli_server.c), and fork() must exist for cgi_main.c.  Claim
+ * the header's include guard and give the status macros here (Linux
+ * encoding; no child ever exists, waitpid() fails with ECHILD).
+ */
+#ifndef _SYS_WAIT_H
+#define _SYS_WAIT_H
+# define WNOHANG 1
+# define WUNTRACED 2
+# define WEXITSTATUS(status) (((status) >> 8) & 0xff)
+# define WTERMSIG(status) ((status) & 0x7f)
+# define WSTOPSIG(status) WEXITSTATUS(status)
+# define WIFEXITED(status) (WTERMSIG(status) == 0)
+# define WIFSTOPPED(status) (((status) & 0xff) == 0x7f)
+# define WIFSIGNALED(status) (WTERMSIG(status) != 0 && WTERMSIG(status) != 0x7f)
+#endif
+
+/*
+ * fopencookie(): wasi-libc's seek callback takes the offset by pointer
+ * (off64_t is off_t).  PHP's configure can only find that out by running a
+ * program, which it skips when cross-compiling; PHP 7.4 would then build a
+ * by-value seeker whose indirect call traps.  php_config.h only carries a
+ * commented-out #undef for it, so this definition stands.
+ */
+#ifndef COOKIE_SEEKER_USES_OFF64_T
+# define COOKIE_SEEKER_USES_OFF64_T 1
+#endif
+
+/*
  * struct sockaddr_un: wasi-libc's has only sun_family.  Nothing in wasi-libc
  * takes one (there is no bind/connect), so provide the usual layout and mark
  * wasi-libc's own definition as already seen (its include guard).

@@ -345,6 +345,14 @@ struct hostent *gethostbyname(const char *name)
 struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type)
 { (void)addr; (void)len; (void)type; errno = ENOSYS; return NULL; }
 
+int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
+                char *serv, socklen_t servlen, int flags)
+{
+    (void)sa; (void)salen; (void)host; (void)hostlen; (void)serv; (void)servlen; (void)flags;
+    errno = ENOSYS;
+    return EAI_SYSTEM;
+}
+
 int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
                     struct hostent **result, int *h_errnop)
 {
