@@ -39,7 +39,7 @@ def _publish(build: Build, modules: list[str]):
     registry = _registry()
     repository = oci.repository_path(settings.image_repository())
     record = {"registry": registry.address, "repository": repository, "images": {}, "modules": {}}
-    for kind in images.KINDS:
+    for kind in images.kinds_for(build):
         name = images.tag(build, kind)
         built = oci.Layout(images.layout_path(build, kind)).built(name)
         reference = name.rsplit(":", 1)[1]
@@ -96,7 +96,7 @@ def task_php_publish():
             "name": build.id,
             "actions": [(_publish, [build, modules])],
             "task_dep": [f"php_image:{build.id}"],
-            "file_dep": [*(images.layout_path(build, kind) / "index.json" for kind in images.KINDS),
+            "file_dep": [*(images.layout_path(build, kind) / "index.json" for kind in images.kinds_for(build)),
                          *(build.module(sapi) for sapi in modules)],
             "targets": [published_path(build)],
             "uptodate": [config_changed({"registry": settings.registry(),
