@@ -116,6 +116,22 @@ def batch(port: int, path: str, requests: int, concurrency: int) -> tuple[float,
     return elapsed, latencies
 
 
+def startup_costs(module: Path, native: Path, runs: int = 5) -> tuple[float, float]:
+    """Median ms of `php-cgi -v` alone (no HTTP, no script): wasm in process, native spawned.
+    What every request pays before PHP looks at the script."""
+    from kiln import runner
+    loaded = runner.load_module(module)
+    wasm, nat = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.run(loaded, ["php-cgi", "-v"])
+        wasm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run([str(native), "-v"], capture_output=True)
+        nat.append(time.perf_counter() - t0)
+    return sorted(wasm)[runs // 2] * 1000, sorted(nat)[runs // 2] * 1000
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -181,6 +197,8 @@ def main() -> int:
     native_version = subprocess.run([str(ns.native_cgi), "-v"], capture_output=True,
                                     text=True).stdout.split("\n")[0]
 
+    load = os.getloadavg()[0]   # recorded with the figures: other work on the machine skews them
+    startup = startup_costs(module, ns.native_cgi)
     servers = {
         "wasm": ServerProcess("wasm", ["--module", str(module)], docroot, ns.server_arg),
         "native": ServerProcess("native", ["--native-cgi", str(ns.native_cgi)]
@@ -226,14 +244,17 @@ def main() -> int:
                         f"{w99 / n99:.2f}x |")
     table = "\n".join(rows)
     print(table)
+    print(f"php-cgi -v alone: wasm {startup[0]:.0f} ms, native {startup[1]:.0f} ms", file=sys.stderr)
     if not ns.no_write:
         meta = (f"`bench/server.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores "
                 f"({platform.machine()}), {ns.rounds} interleaved rounds x {ns.requests} requests "
                 f"per cell, keep-alive connections, one client thread per connection in the same "
-                f"machine. wasm: `{module.name}` of {module.parent.parent.name if module.parent.name == 'bin' else module}, "
+                f"machine (load average {load:.1f} at start). wasm: `{module}`, "
                 f"one fresh Wasmtime instance per request; native: {native_version}, a process per "
                 f"request, opcache off; both behind the same `kiln.server`. \"wasm/native time\" is "
-                f"native req/s over wasm req/s (how many times slower wasm is; below 1 means faster).")
+                f"native req/s over wasm req/s (how many times slower wasm is; below 1 means faster). "
+                f"`php-cgi -v` alone (start-up every request pays): wasm {startup[0]:.0f} ms, "
+                f"native {startup[1]:.0f} ms (medians).")
         path = write_section("HTTP server", f"{meta}\n\n{table}\n")
         print(f"written to {path}", file=sys.stderr)
     return 0

@@ -6,7 +6,7 @@ first, then `npm pack`); `wordpress_docroot` assembles build-output/wordpress/do
 """
 from doit.tools import config_changed
 
-from kiln import atomic, settings, templating, wordpress
+from kiln import atomic, settings, wordpress
 from kiln.layout import source_archive
 
 from . import user_errors
@@ -44,8 +44,10 @@ def task_wordpress_docroot():
     config_text = wordpress.render_config(wp)
     return {
         "actions": [(_docroot, [wp, config_text])],
-        "file_dep": [source_archive(wp.file), wp.path, templating.template_path(wordpress.CONFIG_TEMPLATE)],
+        "file_dep": [source_archive(wp.file), wp.path],
         "targets": [wordpress.docroot_stamp()],
+        # The rendered wp-config.php, like wl-build's text: what is tracked is what is written.
+        "uptodate": [config_changed({"wp_config": config_text})],
         "doc": f"assemble WordPress {wp.version} on SQLite into build-output/wordpress/docroot",
         "clean": True,
     }

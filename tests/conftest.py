@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def built():
+def php_builds():
     """Both testable releases, end to end (images too when an engine is up), built once per run."""
     from doit_run import doit
     from kiln import recipe

@@ -1,8 +1,8 @@
-"""The build chain for real: both testable releases, built once per test run by doit,
+"""The build chain for real: both testable releases, php_builds once per test run by doit,
 run in Wasmtime, and doit's own reports read back to prove what reran and what did not.
 
 Order matters in this module (pytest keeps file order): the edit tests restore what they
-change and leave the tree built, so later modules find it up to date.
+change and leave the tree php_builds, so later modules find it up to date.
 """
 from __future__ import annotations
 
@@ -29,22 +29,22 @@ def actions_ran(tasks):
 
 
 @pytest.mark.parametrize("version", TESTABLE)
-def test_the_module_prints_its_version_in_wasmtime(built, version):
+def test_the_module_prints_its_version_in_wasmtime(php_builds, version):
     for aot in (False, True):
-        result = runner.run(built[version].module("php", aot=aot), ["php", "-r", "echo PHP_VERSION;"])
+        result = runner.run(php_builds[version].module("php", aot=aot), ["php", "-r", "echo PHP_VERSION;"])
         assert (result.exit_code, result.stdout.decode()) == (0, version)
 
 
 @pytest.mark.parametrize("version", TESTABLE)
-def test_every_smoke_check_passed(built, version):
-    report = json.loads(built[version].smoke_report.read_text())
+def test_every_smoke_check_passed(php_builds, version):
+    report = json.loads(php_builds[version].smoke_report.read_text())
     assert report["passed"] is True
     names = {c["name"] for c in report["checks"] if c["passed"]}
     assert {"version", "demo-page", "fatal-error", "cgi-get", "cgi-post"} <= names
     assert ("fiber" in names) == version.startswith("8.")
 
 
-def test_a_second_run_executes_nothing_and_is_fast(built):
+def test_a_second_run_executes_nothing_and_is_fast(php_builds):
     _, tasks, _, seconds = doit(*TARGETS)
     assert tasks and actions_ran(tasks) == set()
     # Whole-process time (interpreter start included); the 2 s budget is per version.
@@ -59,7 +59,7 @@ def test_every_release_of_the_recipe_is_in_the_graph():
         assert f"php_make:{version} " in listing
 
 
-def test_editing_an_8x_patch_rebuilds_only_8x_from_the_patch_step(built):
+def test_editing_an_8x_patch_rebuilds_only_8x_from_the_patch_step(php_builds):
     eight_only = next(p for p in PHP.patches if p.when.text == "@8.1:")
     original = eight_only.file.read_bytes()
     try:
@@ -78,7 +78,7 @@ def test_editing_an_8x_patch_rebuilds_only_8x_from_the_patch_step(built):
     assert actions_ran(tasks) == set()
 
 
-def test_editing_a_smoke_fixture_reruns_smoke_only(built):
+def test_editing_a_smoke_fixture_reruns_smoke_only(php_builds):
     fixture = PHP.folder / "smoke" / "scripts" / "exit3.php"
     original = fixture.read_bytes()
     try:
@@ -90,8 +90,8 @@ def test_editing_a_smoke_fixture_reruns_smoke_only(built):
     doit(*TARGETS)
 
 
-def test_deleting_an_artifact_rebuilds_just_what_makes_it(built):
-    victim = built["8.2.32"].module("php", aot=True)
+def test_deleting_an_artifact_rebuilds_just_what_makes_it(php_builds):
+    victim = php_builds["8.2.32"].module("php", aot=True)
     victim.unlink()
     _, tasks, _, _ = doit(*TARGETS)
     assert "php_aot:8.2.32" in actions_ran(tasks)
@@ -99,7 +99,7 @@ def test_deleting_an_artifact_rebuilds_just_what_makes_it(built):
     assert victim.is_file()
 
 
-def test_changing_toolchain_flags_would_rebuild_every_compiled_output(built):
+def test_changing_toolchain_flags_would_rebuild_every_compiled_output(php_builds):
     from doit_run import plain
     for version in TESTABLE:
         changed = plain("info", f"php_configure:{version}", env={"KILN_CFLAGS": "-DKILN_PROBE=1"}).stdout
@@ -117,9 +117,9 @@ def test_a_missing_toolchain_fails_with_one_line(tmp_path):
     assert f"WASI_SDK_PATH={tmp_path / 'no-sdk'} has no bin/clang" in result.stdout + result.stderr
 
 
-def test_two_clean_builds_in_different_folders_are_byte_identical(built):
+def test_two_clean_builds_in_different_folders_are_byte_identical(php_builds):
     """SOURCE_DATE_EPOCH, no build paths, a pinned uname: the graph's own check must pass."""
     _, tasks, output, _ = doit("php_reproduce:8.2.32", env={"KILN_IMAGES": "off"})
     assert tasks["php_reproduce:8.2.32"] == "success", output[-3000:]
-    report = json.loads((built["8.2.32"].root / "reproduce.json").read_text())
+    report = json.loads((php_builds["8.2.32"].root / "reproduce.json").read_text())
     assert all(entry["identical"] for entry in report.values()), report

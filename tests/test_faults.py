@@ -2,7 +2,7 @@
 
 The final artifacts must equal an uninterrupted build's and the dependency store must
 still work. Download faults use a private build-output and a slow loopback mirror;
-the make fault uses the shared build tree (built once by the build tests).
+the make fault uses the shared build tree (php_builds once by the build tests).
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_an_unwritable_build_output_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_during_make_then_rerun_gives_the_same_module(built):
+def test_kill_9_during_make_then_rerun_gives_the_same_module(php_builds):
     build = Build("php", "8.2.32", "default")
     before = sha256(build.module("php"))
     doit("forget", "php_make:8.2.32")

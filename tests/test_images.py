@@ -1,10 +1,8 @@
 """Images end to end: real Docker engine, real loopback registry, doit driving the tasks.
 
-The modules come from the real 8.2.32 build when it exists (build-output/php/php-8.2.32/bin,
-or KILN_TEST_PHP_BIN), else from a small C stand-in compiled with zig that prints the demo
-page in the same shape as languages/php/smoke/docroot/index.php. Either way the images, the
-OCI layouts, the shim runner and the registry round trip are exercised for real, in a private
-KILN_BUILD_OUTPUT and under the repository `kiln-test/php-wasm` (nothing of the user's is
+The modules are the real 8.2.32 build's (built once per test run by the php_builds fixture),
+copied into a private KILN_BUILD_OUTPUT, so the images, the OCI layouts, the shim runner and
+the registry round trip are exercised for real, in that private KILN_BUILD_OUTPUT and under the repository `kiln-test/php-wasm` (nothing of the user's is
 touched). Tests that need services are marked `docker`; tests/services.py starts them.
 """
 from __future__ import annotations
@@ -32,39 +30,10 @@ VERSION = "8.2.32"
 REPO = "kiln-test/php-wasm"
 EPOCH = "1700000000"
 DOCROOT = ROOT / "languages" / "php" / "smoke" / "docroot"
-REAL_BIN = Path(os.environ.get("KILN_TEST_PHP_BIN")
-                or ROOT / "build-output" / "php" / f"php-{VERSION}" / "bin")
+REAL_BIN = ROOT / "build-output" / "php" / f"php-{VERSION}" / "bin"
 KINDS = images.kinds_for(Build("php", VERSION, "default"))  # server-wordpress is the wordpress flavour's
 
 # Prints what index.php prints, from C: uname, environment names, the entries of `/`.
-STAND_IN_C = r"""
-#include <dirent.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/utsname.h>
-extern char **environ;
-int main(int argc, char **argv) {
-    struct utsname u; uname(&u);
-    printf("Hello from PHP 0.0.0-stand-in running on \"%s %s %s %s %s\"\n",
-           u.sysname, u.nodename, u.release, u.version, u.machine);
-    int n = 0; for (char **e = environ; *e; e++) n++;
-    printf("Running with %d environment variables\n", n);
-    for (char **e = environ; *e; e++) printf("  %.*s\n", (int)(strchr(*e, '=') - *e), *e);
-    DIR *d = opendir("/");
-    if (!d) { printf("Cannot list /\n"); return 0; }
-    printf("Contents of /:\n");
-    struct dirent *de;
-    while ((de = readdir(d))) if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) printf("  %s\n", de->d_name);
-    closedir(d);
-    return 0;
-}
-"""
-
-
-def real_php() -> bool:
-    return all((REAL_BIN / f"{m}.wasm").is_file() for m in ("php", "php-cgi"))
-
-
 def _doit_env(output: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KILN_", "DOCKER_HOST"))}
     env.update(KILN_BUILD_OUTPUT=str(output), KILN_IMAGE_REPO=REPO, SOURCE_DATE_EPOCH=EPOCH,
@@ -89,28 +58,13 @@ def run_doit(output: Path, *args: str, **env) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    """A build output with php-8.2.32/bin filled (real modules or the stand-in)."""
+def tree(tmp_path_factory, php_builds) -> Path:
+    """A private build output holding the real 8.2.32 modules (built once per test run)."""
     output = tmp_path_factory.mktemp("images-out")
     bin_dir = output / "php" / f"php-{VERSION}" / "bin"
     bin_dir.mkdir(parents=True)
-    if real_php():
-        for name in ("php.wasm", "php-cgi.wasm"):
-            shutil.copy2(REAL_BIN / name, bin_dir / name)
-        cwasm = REAL_BIN / "php.cwasm"
-        meta = runner.read_artifact_metadata(cwasm) if cwasm.is_file() else None
-        if meta and meta.get("fingerprint") == runner.engine_fingerprint():
-            shutil.copy2(cwasm, bin_dir / "php.cwasm")
-            shutil.copy2(runner.sidecar_path(cwasm), runner.sidecar_path(bin_dir / "php.cwasm"))
-        else:
-            runner.precompile(bin_dir / "php.wasm", bin_dir / "php.cwasm")
-    else:
-        source = output / "stand_in.c"
-        source.write_text(STAND_IN_C)
-        subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O2", "-s",
-                        str(source), "-o", str(bin_dir / "php.wasm")], check=True)
-        shutil.copy2(bin_dir / "php.wasm", bin_dir / "php-cgi.wasm")
-        runner.precompile(bin_dir / "php.wasm", bin_dir / "php.cwasm")
+    for name in ("php.wasm", "php-cgi.wasm", "php.cwasm", "php.cwasm.json"):
+        shutil.copy2(REAL_BIN / name, bin_dir / name)
     return output
 
 
@@ -322,14 +276,10 @@ def test_shim_cli_applies_env_and_volumes(built, env, tmp_path):
     (tmp_path / "page.php").write_text("<?php echo getenv('GREETING'), '|', count(getenv()), \"\\n\";")
     result = subprocess.run(
         [sys.executable, "-m", "kiln.shimrun", "-e", "GREETING=hi", "-v", f"{DOCROOT}:/docroot:ro",
-         "-v", f"{tmp_path}:/app", f"{REPO}:{VERSION}-cli", "/app/page.php" if real_php() else "/x"],
+         "-v", f"{tmp_path}:/app", f"{REPO}:{VERSION}-cli", "/app/page.php"],
         cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    if real_php():
-        assert result.stdout.strip() == "hi|3"
-    else:
-        assert "Running with 3 environment variables" in result.stdout
-        assert sorted(result.stdout.split("Contents of /:\n", 1)[1].split()) == ["app", "docroot", "etc", "php.wasm"]
+    assert result.stdout.strip() == "hi|3"
 
 
 @pytest.mark.docker

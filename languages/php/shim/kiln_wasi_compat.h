@@ -177,6 +177,12 @@ char *inet_ntoa(struct in_addr in);
 # define F_SETLKW 7
 #endif
 
+/* wasi-libc leaves P_tmpdir undefined (stdio.h); PHP then substitutes ""
+ * and sys_get_temp_dir()/upload temp files end up in the current folder. */
+#ifndef P_tmpdir
+# define P_tmpdir "/tmp"
+#endif
+
 /*
  * <sys/wait.h>: zig ships musl's, which needs siginfo_t (absent on WASI), so
  * it cannot be included.  PHP includes it unconditionally where HAVE_FORK
