@@ -12,6 +12,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# mkstemp creates 0600 files; artifacts should get the usual permissions for new files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+DEFAULT_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str, suffix: str = ""):
@@ -21,6 +26,7 @@ def atomic_path(target: Path | str, suffix: str = ""):
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(DEFAULT_MODE)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:

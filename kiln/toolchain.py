@@ -53,14 +53,16 @@ class Toolchain:
 
 def _common_cflags() -> list[str]:
     # zig makes __DATE__/__TIME__ errors; SOURCE_DATE_EPOCH pins their values instead.
-    flags = ["-O2", WASM_FEATURES, *SJLJ, "-Wno-error=date-time"]
+    # -g0: zig cc emits DWARF by default (12 of a 17 MB php.wasm); modules ship without it.
+    flags = ["-O2", "-g0", WASM_FEATURES, *SJLJ, "-Wno-error=date-time"]
     flags += shlex.split(settings.extra_cflags())
     return flags
 
 
 def _common_ldflags() -> list[str]:
-    # The exception-handling lowering happens at link time too.
-    return [WASM_FEATURES, *SJLJ]
+    # The exception-handling lowering happens at link time too; -s drops the debug
+    # sections zig's libc would otherwise bring along.
+    return ["-s", WASM_FEATURES, *SJLJ]
 
 
 def _zig() -> Toolchain:
