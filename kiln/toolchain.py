@@ -60,8 +60,8 @@ def _common_cflags() -> list[str]:
 
 
 def _common_ldflags() -> list[str]:
-    # The exception-handling lowering happens at link time too; -s drops the debug
-    # sections zig's libc would otherwise bring along.
+    # The exception-handling lowering happens at link time too. -s strips where the linker
+    # sees it (configure's probes, libraries); PHP's libtool drops it, so collect strips too.
     return ["-s", WASM_FEATURES, *SJLJ]
 
 

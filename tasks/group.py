@@ -1,11 +1,13 @@
 """php:<build>: the whole chain for one build; `doit php` runs every build."""
-from kiln import settings
+from kiln import remote_cache, settings
 
 from . import builds
 
 
 def stages_of(build_id: str) -> list[str]:
     stages = ["php_smoke", "php_aot"]
+    if remote_cache.address():
+        stages.append("php_cache_push")
     if settings.images_enabled():
         stages.append("php_image")
         if settings.registry():

@@ -1,0 +1,86 @@
+"""Built modules shared between machines through an OCI registry (KILN_CACHE_REGISTRY).
+
+A build's modules are keyed by the hash of everything that decides their bytes: the
+tarball's pinned sha256, the patch series, the shim, the build-script template, configure
+arguments, the toolchain's identity and the libraries' recipes. Paths are not part of the
+key (the builds are reproducible across folders), so a CI cell, or a second checkout,
+can take another machine's modules instead of compiling them. Each module is stored as a
+CNCF wasm artifact, `<registry>/kiln-cache/<language>:<module>-<key>`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from . import atomic, library, oci, settings, toolchain
+from .errors import KilnError
+from .fetch import file_sha256
+from .layout import Build
+from .recipe import Recipe
+
+REPOSITORY = "kiln-cache/{language}"
+
+
+def address() -> str | None:
+    return os.environ.get("KILN_CACHE_REGISTRY") or None
+
+
+def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
+    shim = recipe.folder / "shim"
+    inputs = {
+        "source_sha256": recipe.versions[build.version],
+        "series": [[p.name, file_sha256(p.file)] for p in recipe.patches_for(build.version)],
+        "shim": {p.name: file_sha256(p) for p in sorted(shim.iterdir()) if p.is_file()},
+        "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
+        "configure": recipe.configure_args(build.version, build.flavour),
+        "make_targets": recipe.settings.get("make_targets", []),
+        "outputs": recipe.outputs,
+        "toolchain": tools.identity(),
+        "epoch": settings.source_date_epoch(),
+        "libraries": [[lib.name, lib.version, file_sha256(lib.path)]
+                      for lib in map(library.get, recipe.check_flavour(build.flavour).libraries)],
+        "library_template": file_sha256(settings.TEMPLATES / "lib-build.sh.j2"),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _tag(module: str, digest: str) -> str:
+    return f"{module}-{digest[:48]}"
+
+
+def _registry() -> oci.Registry:
+    return oci.Registry(address(), os.environ.get("KILN_REGISTRY_USER"),
+                        os.environ.get("KILN_REGISTRY_PASSWORD"), timeout=30)
+
+
+def has(build: Build, modules: list[str], digest: str) -> bool:
+    """True when every module of the build is in the cache (one HEAD request each)."""
+    try:
+        registry = _registry()
+        repository = REPOSITORY.format(language=build.language)
+        return all(registry.manifest_digest(repository, _tag(m, digest)) for m in modules)
+    except (KilnError, OSError) as exc:
+        print(f"kiln: remote cache {address()} not usable ({exc}); building locally")
+        return False
+
+
+def pull(build: Build, modules: list[str], digest: str) -> None:
+    registry = _registry()
+    repository = REPOSITORY.format(language=build.language)
+    for module in modules:
+        data = registry.pull_wasm_artifact(repository, _tag(module, digest))
+        atomic.write_bytes(build.module(module), data)
+        print(f"  {build.module(module)}: {len(data) / 1e6:.2f} MB from {address()}/{repository}")
+    atomic.write_json(build.bin / "cache-key.json", {"key": digest, "from": address()})
+
+
+def push(build: Build, modules: list[str], digest: str) -> None:
+    registry = _registry()
+    repository = REPOSITORY.format(language=build.language)
+    for module in modules:
+        data = Path(build.module(module)).read_bytes()
+        registry.push_wasm_artifact(repository, _tag(module, digest), data, settings.source_date_epoch(),
+                                    {"kiln.cache.key": digest, "kiln.build": build.id})
+        print(f"  {module}.wasm -> {address()}/{repository}:{_tag(module, digest)}")
