@@ -33,7 +33,7 @@ DEFAULT_FOLDERS = ("tests/lang", "tests/basic", "tests/func", "tests/output")
 WRAPPER_TEMPLATE = "php-under-test.sh.j2"
 # Debian's php8.2-cli; any PHP >= 8.0 on PATH will do as the driver.
 DRIVER_CANDIDATES = ("php8.2", "php")
-TEST_TIMEOUT = 120  # seconds per test (run-tests' own limit; the runner gets a little more)
+TEST_TIMEOUT = 60  # seconds per test (run-tests' own limit; the runner gets a little more)
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,10 @@ def _copy_tests(src: Path, work: Path, folders: list[str], skips: list[Skip], ve
     return selected, ours
 
 
-def render_wrapper(path: Path, module: Path, build_id: str, work: Path, tmp: Path, argv0: str) -> Path:
+def render_wrapper(path: Path, module: Path, build_id: str, work: Path, tmp: Path) -> Path:
+    """`path` becomes the guest's argv[0] (PHP_BINARY): it lies inside the granted `work`."""
     text = templating.render(WRAPPER_TEMPLATE, module=module, build_id=build_id, work=work,
-                             tmp=tmp, argv0=argv0, python=sys.executable, root=settings.ROOT,
+                             tmp=tmp, argv0=path, python=sys.executable, root=settings.ROOT,
                              timeout=TEST_TIMEOUT + 30)
     atomic.write_text(path, text, mode=0o755)
     return path
@@ -129,12 +130,9 @@ def parse_junit(path: Path, work: Path, folders: list[str]) -> list[dict]:
         raise KilnError(f"run-tests left no readable JUnit log at {path}: {exc}") from None
     cases = []
     for case in root.iter("testcase"):
-        # run-tests names a case "<path of the .phpt relative to its cwd>" (8.x) or
-        # "<classname>::<path>" style depending on the version; normalise to a source path.
+        # run-tests names a case "<path relative to its cwd> (<test title>)".
         name = case.get("name", "")
-        file = case.get("file") or name.split("]", 1)[-1].strip()
-        file = file.split("::", 1)[-1].strip() if "::" in file else file
-        test = file
+        test = name.split(" (", 1)[0].strip()
         if test.startswith(str(work)):
             test = os.path.relpath(test, work)
         outcome, message = "passed", ""
@@ -143,11 +141,16 @@ def parse_junit(path: Path, work: Path, folders: list[str]) -> list[dict]:
             if node is not None:
                 outcome = {"failure": "failed", "error": "failed", "skipped": "skipped",
                            "warning": "passed"}[kind]
-                message = (node.get("message") or node.get("type") or "").strip()
+                message = (node.get("message") or "").strip() or _first_diff_lines(node.text)
                 break
         cases.append({"test": test, "folder": _folder_of(test, folders), "outcome": outcome,
                       "message": message[:300]})
     return cases
+
+
+def _first_diff_lines(text: str | None, lines: int = 4) -> str:
+    """The first lines of run-tests' diff (+ got, - expected): enough to see the cause."""
+    return "\n".join((text or "").strip().splitlines()[:lines])
 
 
 def summarize(cases: list[dict], ours: list[dict], folders: list[str]) -> tuple[dict, dict]:
@@ -171,7 +174,7 @@ def _counts(cases: list[dict], ours: list[dict]) -> dict:
         "skipped": skipped_upstream + len(ours),
         "skipped_by_tests": skipped_upstream,   # the test's own SKIPIF said so
         "skipped_by_kiln": len(ours),           # conformance-skips.toml said so
-        "rate": round(passed / ran, 4) if ran else None,  # of the tests that ran
+        "rate": round(passed / ran, 4) if ran else 0.0,  # of the tests that ran
     }
 
 
@@ -186,12 +189,12 @@ def run(build: Build, modules: dict[str, Path], folders: list[str], skips_file: 
     shutil.rmtree(scratch, ignore_errors=True)
     selected, ours = _copy_tests(build.src, work, folders, skips, build.version)
     tmp.mkdir(parents=True)
-    php = render_wrapper(scratch / "php", modules["php"], build.id, work, tmp, "php")
+    php = render_wrapper(scratch / "php", modules["php"], build.id, scratch, tmp)
     env = {**os.environ, "TEST_PHP_EXECUTABLE": str(php), "NO_INTERACTION": "1",
            "TEST_PHP_JUNIT": str(scratch / "junit.xml"), "TZ": "UTC", "LC_ALL": "C", "NO_COLOR": "1"}
     env.pop("TEST_PHP_CGI_EXECUTABLE", None)
     if "php-cgi" in modules and modules["php-cgi"].is_file():
-        cgi = render_wrapper(scratch / "php-cgi", modules["php-cgi"], build.id, work, tmp, "php-cgi")
+        cgi = render_wrapper(scratch / "php-cgi", modules["php-cgi"], build.id, scratch, tmp)
         env["TEST_PHP_CGI_EXECUTABLE"] = str(cgi)
     command = [driver(), "-n", str(work / "run-tests.php"), "-p", str(php), "-q",
                "--set-timeout", str(TEST_TIMEOUT), *([f"-j{jobs}"] if jobs > 1 else []),
