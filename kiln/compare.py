@@ -18,6 +18,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,14 +42,20 @@ def native_php() -> str:
 
 
 def _spawn(command: list[str], cwd: Path | None = None) -> tuple[float, int, int, bytes]:
-    """Run a host command: (seconds, exit code, max RSS in bytes, stdout)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
-    return time.monotonic() - started, proc.returncode, usage.ru_maxrss * 1024, out
+    """Run a host command: (seconds, exit code, max RSS in bytes or 0, stdout).
+
+    The max RSS comes from /usr/bin/time when it is installed: the kernel keeps a process's
+    high-water mark across exec, so wait4() on a child forked from this (large) Python process
+    would report our own size, not the child's."""
+    timer = Path("/usr/bin/time").is_file()
+    with tempfile.NamedTemporaryFile("r", prefix="kiln-rss-") as rss:
+        full = ["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *command] if timer else command
+        started = time.monotonic()
+        proc = subprocess.run(full, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        seconds = time.monotonic() - started
+        text = rss.read().strip().splitlines()
+    kilobytes = int(text[-1]) if text and text[-1].isdigit() else 0
+    return seconds, proc.returncode, kilobytes * 1024, proc.stdout
 
 
 def _native(php: str, args: list[str], cwd: Path | None = None) -> float:
