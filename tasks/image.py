@@ -18,7 +18,7 @@ from . import builds, user_errors
 
 
 @user_errors
-def _build(build: Build, kind: str):
+def _image(build: Build, kind: str):
     record = images.build(build, kind)
     engine, wasm = record["engine"], record["oci"]
     print(f"  {record['tag']}: {engine['size'] / images.MB:.2f} MB in the engine ({engine['platform']}, "
@@ -27,7 +27,7 @@ def _build(build: Build, kind: str):
 
 
 @user_errors
-def _report(build: Build, kinds: list[str]):
+def _image_sizes(build: Build, kinds: list[str]):
     images.write_report(build, kinds)
     json_path, md_path = images.report_paths(build)
     print(md_path.read_text())
@@ -41,7 +41,7 @@ def task_php_image():
             dockerfile, buildargs = images.render(build, kind)
             yield {
                 "name": f"{build.id}-{kind}",
-                "actions": [(_build, [build, kind])],
+                "actions": [(_image, [build, kind])],
                 "file_dep": images.inputs(build, kind),
                 "targets": [images.record_path(build, kind),
                             images.layout_path(build, kind) / "index.json"],
@@ -55,7 +55,7 @@ def task_php_image():
             }
         yield {
             "name": build.id,
-            "actions": [(_report, [build, kinds])],
+            "actions": [(_image_sizes, [build, kinds])],
             "task_dep": [f"php_image:{build.id}-{kind}" for kind in kinds],
             "file_dep": [images.record_path(build, kind) for kind in kinds],
             "targets": list(images.report_paths(build)),
