@@ -5,7 +5,7 @@ Two layers:
   "script" file as shell code), through the same NativeBackend a native php-cgi uses: routing,
   the CGI environment, response parsing, static files, traversal, limits, locks, shutdown;
 - `slow` tests run the real php-cgi module in Wasmtime (KILN_TEST_PHP_CGI, else build-output's
-  php-8.2.32 php-cgi.cwasm/.wasm; skipped with the reason when neither exists).
+  php-8.2.32 php-cgi.cwasm/.wasm, built by the php_builds fixture).
 """
 from __future__ import annotations
 
@@ -594,12 +594,10 @@ header("X-Safe: ok"); echo "done";""",
 
 
 @pytest.fixture(scope="module")
-def php_module():
+def php_module(php_builds):
+    """The real 8.2.32 php-cgi (built once per run by the php_builds fixture), or KILN_TEST_PHP_CGI."""
     module = _php_cgi_module()
-    if module is None:
-        pytest.skip("no php-cgi module: set KILN_TEST_PHP_CGI or build it (doit php:8.2.32)")
-    if not module.is_file():
-        pytest.skip(f"KILN_TEST_PHP_CGI={module} does not exist")
+    assert module is not None and module.is_file(), f"no php-cgi module at {module}"
     return module
 
 
