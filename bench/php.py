@@ -11,6 +11,7 @@ of docs/benchmarks.md (other sections are kept).
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln import compare, recipe  # noqa: E402
+from kiln import atomic, compare, recipe  # noqa: E402
 from kiln.layout import Build  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--versions", nargs="+", default=list(PHP.testable))
     parser.add_argument("--no-cold", action="store_true", help="skip the in-process compile of the .wasm")
+    parser.add_argument("--from-json", action="store_true",
+                        help="do not measure: re-render the builds' existing bench.json")
     ns = parser.parse_args()
     sections = []
     for version in ns.versions:
@@ -40,11 +43,16 @@ def main() -> None:
         modules = {name: {"wasm": build.module(name), "aot": build.module(name, aot=True)}
                    for name in PHP.outputs}
         print(f"== PHP {version}")
-        result = compare.measure(build, modules, rounds=ns.rounds, cold=not ns.no_cold)
+        if ns.from_json:
+            result = compare.finish(json.loads((build.root / "bench.json").read_text()))
+            atomic.write_json(build.root / "bench.json", result)
+        else:
+            result = compare.measure(build, modules, rounds=ns.rounds, cold=not ns.no_cold)
         table = compare.markdown_table(result)
         print(table)
         sections.append(f"### PHP {version}\n\n{table}")
-    body = (f"`bench/php.py --rounds {ns.rounds}` on {platform.machine()}, "
+    rounds = result["rounds"]
+    body = (f"`bench/php.py --rounds {rounds}` on {platform.machine()}, "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}; native = Debian php8.2-cli with `-n`, "
             "wasm = the build's precompiled module in Kiln's runner (in process). Ratios are "
             "wasm / native, lower is better; the machine was shared with builds, so compare "

@@ -33,6 +33,8 @@ DEFAULT_FOLDERS = ("tests/lang", "tests/basic", "tests/func", "tests/output")
 WRAPPER_TEMPLATE = "php-under-test.sh.j2"
 # Debian's php8.2-cli; any PHP >= 8.0 on PATH will do as the driver.
 DRIVER_CANDIDATES = ("php8.2", "php")
+# Files outside the test folders that tests include (`../quicktester.inc` in 7.4).
+SUPPORT_FILES = ("tests/quicktester.inc", "sapi/cli/tests/skipif.inc")
 TEST_TIMEOUT = 60  # seconds per test (run-tests' own limit; the runner gets a little more)
 
 
@@ -91,6 +93,10 @@ def _copy_tests(src: Path, work: Path, folders: list[str], skips: list[Skip], ve
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy2(src / "run-tests.php", work / "run-tests.php")
+    for support in SUPPORT_FILES:
+        if (src / support).is_file():
+            (work / support).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / support, work / support)
     selected: dict[str, list[str]] = {}
     ours: list[dict] = []
     for folder in folders:
