@@ -86,6 +86,8 @@ try:
     from tasks import builds, php
     from tasks.aot import task_php_aot  # noqa: F401
     from tasks.collect import task_php_cache_push, task_php_collect  # noqa: F401
+    from tasks.compare import task_php_compare  # noqa: F401
+    from tasks.conformance import task_php_conformance  # noqa: F401
     from tasks.configure import task_php_configure  # noqa: F401
     from tasks.download import task_php_download  # noqa: F401
     from tasks.extract import task_php_extract  # noqa: F401

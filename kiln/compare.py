@@ -253,12 +253,12 @@ def ratios(result: dict) -> list[tuple[str, float]]:
     return rows
 
 
-def plot_svg(result: dict, width: int = 560) -> str:
+def plot_svg(result: dict, width: int = 660) -> str:
     """A horizontal bar plot of the ratios, log-free and self-contained (inline in HTML)."""
     rows = ratios(result)
     if not rows:
         return ""
-    bar_h, gap, label_w, top = 18, 8, 260, 24
+    bar_h, gap, label_w, top = 18, 8, 300, 24
     longest = max(r for _, r in rows)
     scale = (width - label_w - 60) / max(longest, 1.0)
     height = top + len(rows) * (bar_h + gap) + 10
@@ -266,7 +266,7 @@ def plot_svg(result: dict, width: int = 560) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="12" role="img" '
              f'aria-label="wasm / native ratios for PHP {result.get("version", "")}">',
-             f'<text x="{label_w}" y="14" fill="#555">wasm / native (1 = native speed; shorter is better)</text>']
+             f'<text x="{label_w}" y="14" fill="#555">wasm / native (dashed line: native = 1; shorter is better)</text>']
     for i, (label, ratio) in enumerate(rows):
         y = top + i * (bar_h + gap)
         colour = "#4a7" if ratio <= 1.8 else "#d84" if ratio <= 4 else "#c44"

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from kiln import conformance  # noqa: E402
 
-PASS_RATE_FLOOR = {"7.4.33": 0.97, "8.2.32": 0.97}
+PASS_RATE_FLOOR = {"7.4.33": 0.97, "8.2.32": 0.97}  # measured 98.3% both (docs/conformance.md)
 SKIPS = ROOT / "languages" / "php" / "conformance-skips.toml"
 
 
