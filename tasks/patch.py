@@ -1,10 +1,14 @@
-"""patch: copy the pristine tree to a fresh build tree and apply the release's series.
+"""patch: bring the build tree back to the pristine release, then apply the release's series.
 
-Each build starts from a fresh copy, so a changed series never stacks on an
-old one; the compiler cache keeps the rebuild that follows cheap.
+The tree is refreshed in place rather than copied anew: only files that differ from the
+pristine tree (the ones the previous series patched) are rewritten. zig's compiler cache
+recognises a source file by its inode and mtime, so a fresh copy of all ~23,000 files would
+make every object a cache miss; refreshed in place, a one-patch edit recompiles only what
+that patch touches. The stamp is removed first and written last, so an interrupted run is
+redone in full next time.
 """
+import os
 import shutil
-import subprocess
 
 from doit.tools import config_changed
 
@@ -15,26 +19,44 @@ from kiln.layout import Build
 from . import builds, php, user_errors
 
 
+def refresh(pristine, tree) -> int:
+    """Make every file of `pristine` present and identical (bytes, mode, mtime) in `tree`."""
+    restored = 0
+    for folder, dirs, files in os.walk(pristine):
+        relative = os.path.relpath(folder, pristine)
+        target_folder = os.path.join(tree, relative)
+        os.makedirs(target_folder, exist_ok=True)
+        for name in files:
+            source, target = os.path.join(folder, name), os.path.join(target_folder, name)
+            theirs = os.lstat(source)
+            try:
+                ours = os.lstat(target)
+                if (ours.st_size, ours.st_mtime_ns, ours.st_mode) == (theirs.st_size, theirs.st_mtime_ns, theirs.st_mode):
+                    continue
+                os.unlink(target)
+            except FileNotFoundError:
+                pass
+            shutil.copy2(source, target, follow_symlinks=False)
+            restored += 1
+    return restored
+
+
 @user_errors
 def _patch(build: Build, series):
-    staging = build.src.with_name(".src.staging")
-    if staging.exists():
-        shutil.rmtree(staging)
-    build.root.mkdir(parents=True, exist_ok=True)
-    # cp -a: several times faster than copytree on PHP's ~23,000 files. No hard links:
-    # configure and patch would then write through into the pristine tree.
-    subprocess.run(["cp", "-a", str(build.pristine), str(staging)], check=True)
-    (staging / build.pristine_stamp.name).unlink()
+    build.patched_stamp.unlink(missing_ok=True)
+    build.src.mkdir(parents=True, exist_ok=True)
+    restored = refresh(build.pristine, build.src)
+    (build.src / build.pristine_stamp.name).unlink(missing_ok=True)
+    print(f"  {build.src}: {restored} files restored from the pristine tree")
     for patch in series:
         print(f"  applying {patch.name}")
-        patching.apply(staging, patch.file, php().path)
+        patching.apply(build.src, patch.file, php().path)
     applied = [{"patch": p.name, "sha256": file_sha256(p.file)} for p in series]
-    atomic.write_json(staging / build.patched_stamp.name, {"series": applied})
-    atomic.replace_dir(staging, build.src)
+    atomic.write_json(build.patched_stamp, {"series": applied})
 
 
 def task_php_patch():
-    """Fresh build tree for one build: pristine copy + the patches whose range covers it."""
+    """Build tree for one build: the pristine release + the patches whose range covers it."""
     recipe = php()
     for build in builds():
         series = recipe.patches_for(build.version)
@@ -44,6 +66,6 @@ def task_php_patch():
             "file_dep": [build.pristine_stamp] + [p.file for p in series],
             "targets": [build.patched_stamp],
             # The order matters as much as the contents (file_dep tracks those).
-            "uptodate": [config_changed({"series": [p.name for p in series]})],
+            "uptodate": [config_changed({"series": [p.name for p in series], "tree": "refreshed in place"})],
             "doc": f"patch {build.id}: " + (", ".join(p.name for p in series) or "no patches"),
         }
