@@ -128,12 +128,20 @@ def test_kill_9_during_make_then_rerun_gives_the_same_module(php_builds):
     build = Build("php", "8.2.32", "default")
     before = sha256(build.module("php"))
     doit("forget", "php_make:8.2.32")
-    process = start_doit("php_make:8.2.32")
+    # Give make real work (main/ recompiles), so the kill lands mid-build, not after it.
+    for product in build.src.glob("main/*.o"):
+        product.unlink()
+    for product in build.src.glob("main/*.lo"):
+        product.unlink()
     log = build.logs / "make.log"
-    deadline = time.monotonic() + 120
-    while not (log.is_file() and log.stat().st_size > 2000):
+    log.unlink(missing_ok=True)
+    process = start_doit("php_make:8.2.32")
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and log.stat().st_size > 0):
+        assert process.poll() is None, "make finished before it could be interrupted"
         assert time.monotonic() < deadline, "make never got going"
-        time.sleep(0.2)
+        time.sleep(0.1)
+    time.sleep(2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     _, tasks, _, _ = doit("php:8.2.32", env={"KILN_IMAGES": "off"})
