@@ -249,8 +249,9 @@ def test_second_run_builds_nothing_and_a_removed_image_alone_is_rebuilt(built, e
     assert f"-- php_image:{VERSION}-server" in third.stdout
     after = engine_ids(docker_host)
     assert after["cli"] == before["cli"] and after["server"] == before["server"]
-    assert after["cli-aot"] not in (None, before["cli-aot"])
-    # Docker's rebuild has a new image ID; the wasip1/wasm image has the very same digest.
+    # Rebuilt and back in the engine (an unchanged ID is fine: the build is deterministic);
+    # the wasip1/wasm image has the very same digest.
+    assert after["cli-aot"] is not None
     rebuilt = json.loads(images.record_path(build(), "cli-aot").read_text())
     assert rebuilt["oci"]["digest"] == records["cli-aot"]["oci"]["digest"]
 
