@@ -11,13 +11,12 @@ Like language recipes, every mistake is reported as `file:line: what is wrong`.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import settings
 from .errors import KilnError
-from .recipe import _Checker, _expect, _string_list
+from .recipe import _Checker, _expect, _string_list, check_keys, read_toml
 from .versions import Version
 
 LIBRARIES = settings.ROOT / "libraries"
@@ -111,23 +110,9 @@ def _relative(check: _Checker, value: str, what: str, *needles: str) -> str:
 
 def load(path: Path | str) -> Library:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise KilnError(f"cannot read library recipe {path}: {exc.strerror}") from None
-    check = _Checker(path, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise KilnError(f"{path}: not valid TOML: {exc}") from None
-
-    allowed = {"name", "version", "description", "source", "build", "pkgconfig"}
-    for key in data:
-        if key not in allowed:
-            check.fail(f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})", key)
-    for key in ("name", "version", "source", "build"):
-        if key not in data:
-            check.fail(f"missing required key {key!r}")
+    data, check = read_toml(path, "library recipe")
+    check_keys(check, data, {"name", "version", "description", "source", "build", "pkgconfig"},
+               ("name", "version", "source", "build"))
 
     name = _expect(check, data["name"], str, "name", "name")
     if not _NAME.match(name):

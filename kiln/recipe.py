@@ -134,26 +134,35 @@ def _range(check: _Checker, text, *needles: str) -> VersionRange:
         check.fail(str(exc), *needles)
 
 
-def load(path: Path | str) -> Recipe:
-    path = Path(path)
+def read_toml(path: Path, what: str = "recipe") -> tuple[dict, _Checker]:
+    """Read and parse a recipe-like TOML file; failures name the file (and line)."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise KilnError(f"cannot read recipe {path}: {exc.strerror}") from None
-    check = _Checker(path, text)
+        raise KilnError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise KilnError(f"{path}: not valid TOML: {exc}") from None
+    return data, _Checker(path, text)
 
-    allowed = {"name", "url", "signature_url", "archive_root", "testable", "versions",
-               "configure", "patches", "flavours", "outputs", "settings"}
+
+def check_keys(check: _Checker, data: dict, allowed: set[str], required: tuple[str, ...]) -> None:
+    """Top-level keys: nothing unknown (it is a typo), nothing required missing."""
     for key in data:
         if key not in allowed:
             check.fail(f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})", key)
-    for key in ("name", "url", "versions", "flavours", "outputs"):
+    for key in required:
         if key not in data:
             check.fail(f"missing required key {key!r}")
+
+
+def load(path: Path | str) -> Recipe:
+    path = Path(path)
+    data, check = read_toml(path)
+    check_keys(check, data, {"name", "url", "signature_url", "archive_root", "testable", "versions",
+                             "configure", "patches", "flavours", "outputs", "settings"},
+               ("name", "url", "versions", "flavours", "outputs"))
 
     name = _expect(check, data["name"], str, "name", "name")
     url = _expect(check, data["url"], str, "url", "url")

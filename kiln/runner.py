@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import ctypes
+import functools
 import gc
 import hashlib
 import importlib.metadata
@@ -100,7 +101,9 @@ class StaleArtifactError(RunnerError):
 # Engine
 
 
+@functools.lru_cache(maxsize=None)
 def _wasmtime_version() -> str:
+    # A package-metadata lookup; every stage's task generator asks for the fingerprint.
     return importlib.metadata.version("wasmtime")
 
 

@@ -17,14 +17,13 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import archive, atomic, fetch, settings, templating
 from .errors import KilnError
-from .recipe import _Checker, _expect, _string_list
+from .recipe import _expect, _string_list, check_keys, read_toml
 
 RECIPE = settings.ROOT / "languages" / "php" / "wordpress" / "recipe.toml"
 CONFIG_TEMPLATE = "wp-config.php.j2"
@@ -57,21 +56,8 @@ def docroot_stamp() -> Path:
 
 def load(path: Path | str = RECIPE) -> WordPress:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise KilnError(f"cannot read recipe {path}: {exc.strerror}") from None
-    check = _Checker(path, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise KilnError(f"{path}: not valid TOML: {exc}") from None
-    for key in data:
-        if key not in {"name", "version", "source", "layout"}:
-            check.fail(f"unknown key {key!r} (allowed: layout, name, source, version)", key)
-    for key in ("version", "source", "layout"):
-        if key not in data:
-            check.fail(f"missing required key {key!r}")
+    data, check = read_toml(path)
+    check_keys(check, data, {"name", "version", "source", "layout"}, ("version", "source", "layout"))
     source = _expect(check, data["source"], dict, "[source]", "[source]")
     layout = _expect(check, data["layout"], dict, "[layout]", "[layout]")
     for table, keys, header in ((source, ("npm", "file", "sha256"), "[source]"),

@@ -4,6 +4,8 @@ Normally copied from the compiled tree. With KILN_CACHE_REGISTRY set and the bui
 key already in that registry, they are pulled instead, and this task no longer depends on
 make: download, extract, patch, configure and make do not run at all.
 """
+import functools
+
 from doit.tools import config_changed
 
 from kiln import atomic, remote_cache, toolchain, wasmfile
@@ -31,8 +33,10 @@ def _push(build: Build, modules: list[str], key: str):
     remote_cache.push(build, modules, key)
 
 
+@functools.lru_cache(maxsize=None)
 def _cache_keys():
-    """{build id: key} when a remote cache is configured, else {}."""
+    """{build id: key} when a remote cache is configured, else {}. Both task generators
+    below need it; the keys hash every input file, so compute them once per process."""
     if not remote_cache.address():
         return {}
     try:

@@ -33,11 +33,12 @@ def task_php_download():
     """Fetch a PHP release tarball (KILN_MIRROR first, then php.net) and check its sha256."""
     recipe = php()
     keys = recipe.folder / recipe.settings["signing_keys"] if "signing_keys" in recipe.settings else None
+    keys_text = keys.read_text() if keys else None
     for version, sha256 in recipe.versions.items():
         filename = recipe.source_name(version)
         target = source_archive(filename)
         # Mirrors are not an input: any origin that yields the pinned bytes is as good.
-        kw = {"filename": filename, "sha256": sha256, "keys": keys and keys.read_text()}
+        kw = {"filename": filename, "sha256": sha256, "keys": keys_text}
         yield {
             "name": version,
             "actions": [(_download, [filename, sha256, recipe.urls(version), settings.mirrors(), keys])],
