@@ -16,6 +16,9 @@ from .versions import ANY, Version, VersionRange
 LANGUAGES = Path(__file__).resolve().parent.parent / "languages"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# PHP's VM dispatch kinds a build may ask zend_vm_gen.php for. CALL is what the release ships
+# (generated HYBRID, which is CALL without GCC global registers, as on wasm).
+VM_KINDS = ("CALL", "SWITCH", "GOTO")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,14 @@ class Patch:
     @property
     def name(self) -> str:
         return self.file.name
+
+
+@dataclass(frozen=True)
+class VmKind:
+    """One [[vm_kind]] entry: the VM `kind` for the releases in `when` (and `flavours`, if given)."""
+    kind: str
+    when: VersionRange = ANY
+    flavours: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Recipe:
     flavours: dict[str, Flavour]
     outputs: dict[str, str]
     settings: dict = field(default_factory=dict)
+    vm_kinds: tuple[VmKind, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -83,6 +95,15 @@ class Recipe:
         v = Version.parse(version)
         args = [a for when, group in self.configure if v in when for a in group]
         return args + list(self.check_flavour(flavour).configure)
+
+    def vm_kind(self, version: str, flavour: str) -> str:
+        """The VM kind of one build: the last [[vm_kind]] entry covering it, CALL if none does."""
+        v = Version.parse(version)
+        kind = "CALL"
+        for entry in self.vm_kinds:
+            if v in entry.when and (not entry.flavours or flavour in entry.flavours):
+                kind = entry.kind
+        return kind
 
     def source_name(self, version: str) -> str:
         return Path(self.url.format(version=version)).name
@@ -161,7 +182,7 @@ def load(path: Path | str) -> Recipe:
     path = Path(path)
     data, check = read_toml(path)
     check_keys(check, data, {"name", "url", "signature_url", "archive_root", "testable", "versions",
-                             "configure", "patches", "flavours", "outputs", "settings"},
+                             "configure", "patches", "flavours", "outputs", "settings", "vm_kind"},
                ("name", "url", "versions", "flavours", "outputs"))
 
     name = _expect(check, data["name"], str, "name", "name")
@@ -231,6 +252,8 @@ def load(path: Path | str) -> Recipe:
             check.fail(f"output {module!r} must map a module name to a path in the built tree", "[outputs]")
 
     settings = _expect(check, data.get("settings", {}), dict, "[settings]", "[settings]")
+    vm_kinds = _vm_kinds(check, _expect(check, data.get("vm_kind", []), list, "vm_kind (an array of "
+                                        "[[vm_kind]] tables)", "vm_kind"), flavours)
     return Recipe(
         name=name,
         path=path,
@@ -245,7 +268,30 @@ def load(path: Path | str) -> Recipe:
         flavours=flavours,
         outputs=outputs,
         settings=settings,
+        vm_kinds=vm_kinds,
     )
+
+
+def _vm_kinds(check: _Checker, entries: list, flavours: dict) -> tuple[VmKind, ...]:
+    result = []
+    for index, entry in enumerate(entries):
+        at = ["[[vm_kind]]"] * (index + 1)
+        _expect(check, entry, dict, "each [[vm_kind]]", *at)
+        unknown = set(entry) - {"kind", "when", "flavours"}
+        if unknown:
+            check.fail(f"[[vm_kind]]: unknown key(s) {', '.join(sorted(unknown))} "
+                       "(allowed: kind, when, flavours)", *at, sorted(unknown)[0])
+        kind = entry.get("kind")
+        if kind not in VM_KINDS:
+            check.fail(f"[[vm_kind]] kind must be one of {', '.join(VM_KINDS)}, not {kind!r}", *at, "kind")
+        names = _string_list(check, entry.get("flavours", []), "[[vm_kind]] flavours", *at, "flavours")
+        for name in names:
+            if name not in flavours:
+                check.fail(f"[[vm_kind]] names unknown flavour {name!r} (known: {', '.join(flavours)})",
+                           *at, "flavours")
+        result.append(VmKind(kind=kind, when=_range(check, entry.get("when", "@:"), *at, "when"),
+                             flavours=names))
+    return tuple(result)
 
 
 _loaded: dict[str, Recipe] = {}

@@ -36,6 +36,7 @@ def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
         "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
         "configure": recipe.configure_args(build.version, build.flavour),
         "make_targets": recipe.settings.get("make_targets", []),
+        "vm_kind": recipe.vm_kind(build.version, build.flavour),
         "outputs": recipe.outputs,
         "toolchain": tools.identity(),
         "epoch": settings.source_date_epoch(),

@@ -4,16 +4,20 @@ The script is where the toolchain, flags and configure arguments meet; its text
 is this stage's tracked input, so any change to them reconfigures and rebuilds.
 """
 import hashlib
+import shutil
 
 from doit.tools import config_changed
 
 from kiln import atomic, library, process, settings, templating, toolchain
+from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
 
 from . import builds, php, user_errors
 
 SHIM = php().folder / "shim"
+# What Zend/zend_vm_gen.php writes; a CALL build restores the release's copies of them.
+VM_FILES = ("zend_vm_opcodes.h", "zend_vm_opcodes.c", "zend_vm_execute.h", "zend_vm_handlers.h")
 
 
 def libraries_of(build: Build) -> list[library.Library]:
@@ -21,8 +25,8 @@ def libraries_of(build: Build) -> list[library.Library]:
     return [library.get(name) for name in php().check_flavour(build.flavour).libraries]
 
 
-def render_script(build: Build, tools: toolchain.Toolchain) -> str:
-    recipe = php()
+def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
+    recipe = recipe or php()
     return templating.render(
         "wl-build.sh.j2",
         recipe=recipe,
@@ -33,12 +37,18 @@ def render_script(build: Build, tools: toolchain.Toolchain) -> str:
         configure_args=recipe.configure_args(build.version, build.flavour),
         libraries=libraries_of(build),
         make_targets=recipe.settings.get("make_targets", []),
+        vm_kind=recipe.vm_kind(build.version, build.flavour),
+        vm_files=VM_FILES,
         epoch=settings.source_date_epoch(),
     )
 
 
 @user_errors
 def _configure(build: Build, script_text: str, inputs: list):
+    kind = php().vm_kind(build.version, build.flavour)
+    if kind != "CALL" and shutil.which("php") is None:
+        raise KilnError(f"{build.id}: vm_kind {kind} needs a native php to run Zend/zend_vm_gen.php: "
+                        "apt-get install php8.2-cli (or set the kind to CALL in languages/php/recipe.toml)")
     atomic.write_text(build.script, script_text, mode=0o755)
     process.run_logged([str(build.script), "configure"], build.logs / "configure.log",
                        f"configure {build.id}")

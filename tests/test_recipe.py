@@ -98,3 +98,81 @@ def test_malformed_recipes_name_file_and_line(tmp_path, change, message, line):
     if line is not None:
         assert f"{path}:{line}:" in text
     assert "\n" not in text
+
+
+VM_KINDS = GOOD + """
+[flavours.wordpress]
+configure = ["--with-sqlite3"]
+
+[[vm_kind]]
+kind = "CALL"
+
+[[vm_kind]]
+when = "@8.2:"
+kind = "SWITCH"
+
+[[vm_kind]]
+when = "@8.3:"
+flavours = ["wordpress"]
+kind = "GOTO"
+"""
+PATCHES = ["everyone.patch", "eight-only.patch", "seven-four.patch"]
+
+
+def test_the_vm_kind_follows_release_ranges_and_flavours(tmp_path):
+    r = recipe.load(write_recipe(tmp_path, VM_KINDS, PATCHES))
+    assert r.vm_kind("7.4.33", "default") == "CALL"
+    assert r.vm_kind("8.2.32", "default") == "SWITCH"
+    assert r.vm_kind("8.2.32", "wordpress") == "SWITCH"
+    assert r.vm_kind("8.3.8", "default") == "SWITCH"
+    assert r.vm_kind("8.3.8", "wordpress") == "GOTO"  # the last entry covering the build wins
+    # No [[vm_kind]] at all: the VM the release ships.
+    assert recipe.load(write_recipe(tmp_path / "bare", GOOD, PATCHES)).vm_kind("8.2.32", "default") == "CALL"
+    assert recipe.language("php").vm_kind("8.2.32", "default") in recipe.VM_KINDS
+
+
+@pytest.mark.parametrize(
+    "change, message, line",
+    [
+        (('kind = "SWITCH"', 'kind = "JIT"'), r"kind must be one of CALL, SWITCH, GOTO, not 'JIT'", 42),
+        (('kind = "SWITCH"', 'kind = "switch"'), r"not 'switch'", 42),
+        (('when = "@8.2:"\nkind', 'when = "8.2:"\nkind'), "must start with '@'", 41),
+        (('flavours = ["wordpress"]', 'flavours = ["wp"]'), r"unknown flavour 'wp'", 46),
+        (('kind = "GOTO"', 'kind = "GOTO"\nspeed = 2'), r"unknown key\(s\) speed", 48),
+        (('name = "php"', 'name = "php"\nvm_kind = "SWITCH"'), "vm_kind .* must be a list", 2),
+    ],
+)
+def test_a_bad_vm_kind_names_file_and_line(tmp_path, change, message, line):
+    body = VM_KINDS.replace(*change)
+    assert body != VM_KINDS
+    if "vm_kind =" in body:  # the wrong type, alone (TOML itself rejects it beside [[vm_kind]])
+        body = body[:body.index("[[vm_kind]]")]
+    path = write_recipe(tmp_path, body, PATCHES)
+    with pytest.raises(KilnError, match=message) as info:
+        recipe.load(path)
+    assert f"{path}:{line}:" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key():
+    import dataclasses
+
+    from kiln import remote_cache, toolchain
+    from kiln.layout import Build
+    from tasks import configure
+
+    tools = toolchain.Toolchain(name="zig", version="0.0", cc=["zig", "cc"], ar=["zig", "ar"],
+                                ranlib=["zig", "ranlib"], nm=["nm"])
+    php = recipe.language("php")
+    build = Build("php", "8.2.32", "default")
+    scripts, keys = {}, {}
+    for kind in recipe.VM_KINDS:
+        changed = dataclasses.replace(php, vm_kinds=(recipe.VmKind(kind=kind),))
+        scripts[kind] = configure.render_script(build, tools, changed)
+        keys[kind] = remote_cache.key(build, changed, tools)
+    # The script text is what php_configure tracks (config_changed): another kind reconfigures.
+    assert len(set(scripts.values())) == len(keys) == len(set(keys.values())) == 3
+    assert "zend_vm_gen.php --with-vm-kind=SWITCH" in scripts["SWITCH"]
+    assert "zend_vm_gen.php" not in scripts["CALL"]
+    # CALL puts the release's generated VM back, from the pristine tree.
+    assert f"PRISTINE={build.pristine}" in scripts["CALL"] and "zend_vm_execute.h" in scripts["CALL"]
