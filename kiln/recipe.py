@@ -34,10 +34,12 @@ class Patch:
 
 @dataclass(frozen=True)
 class VmKind:
-    """One [[vm_kind]] entry: the VM `kind` for the releases in `when` (and `flavours`, if given)."""
+    """One [[vm_kind]] entry: the VM `kind` for the releases in `when` (and `flavours`, if given),
+    and extra compiler flags for Zend/zend_execute.c, the file the generated VM is compiled in."""
     kind: str
     when: VersionRange = ANY
     flavours: tuple[str, ...] = ()
+    execute_cflags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,17 @@ class Recipe:
         args = [a for when, group in self.configure if v in when for a in group]
         return args + list(self.check_flavour(flavour).configure)
 
-    def vm_kind(self, version: str, flavour: str) -> str:
-        """The VM kind of one build: the last [[vm_kind]] entry covering it, CALL if none does."""
+    def vm(self, version: str, flavour: str) -> VmKind:
+        """The [[vm_kind]] entry of one build: the last one covering it; CALL if none does."""
         v = Version.parse(version)
-        kind = "CALL"
+        chosen = VmKind(kind="CALL")
         for entry in self.vm_kinds:
             if v in entry.when and (not entry.flavours or flavour in entry.flavours):
-                kind = entry.kind
-        return kind
+                chosen = entry
+        return chosen
+
+    def vm_kind(self, version: str, flavour: str) -> str:
+        return self.vm(version, flavour).kind
 
     def source_name(self, version: str) -> str:
         return Path(self.url.format(version=version)).name
@@ -277,10 +282,10 @@ def _vm_kinds(check: _Checker, entries: list, flavours: dict) -> tuple[VmKind, .
     for index, entry in enumerate(entries):
         at = ["[[vm_kind]]"] * (index + 1)
         _expect(check, entry, dict, "each [[vm_kind]]", *at)
-        unknown = set(entry) - {"kind", "when", "flavours"}
+        unknown = set(entry) - {"kind", "when", "flavours", "execute_cflags"}
         if unknown:
             check.fail(f"[[vm_kind]]: unknown key(s) {', '.join(sorted(unknown))} "
-                       "(allowed: kind, when, flavours)", *at, sorted(unknown)[0])
+                       "(allowed: kind, when, flavours, execute_cflags)", *at, sorted(unknown)[0])
         kind = entry.get("kind")
         if kind not in VM_KINDS:
             check.fail(f"[[vm_kind]] kind must be one of {', '.join(VM_KINDS)}, not {kind!r}", *at, "kind")
@@ -289,8 +294,10 @@ def _vm_kinds(check: _Checker, entries: list, flavours: dict) -> tuple[VmKind, .
             if name not in flavours:
                 check.fail(f"[[vm_kind]] names unknown flavour {name!r} (known: {', '.join(flavours)})",
                            *at, "flavours")
+        cflags = _string_list(check, entry.get("execute_cflags", []), "[[vm_kind]] execute_cflags",
+                              *at, "execute_cflags")
         result.append(VmKind(kind=kind, when=_range(check, entry.get("when", "@:"), *at, "when"),
-                             flavours=names))
+                             flavours=names, execute_cflags=cflags))
     return tuple(result)
 
 

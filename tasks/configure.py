@@ -38,6 +38,7 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
         libraries=libraries_of(build),
         make_targets=recipe.settings.get("make_targets", []),
         vm_kind=recipe.vm_kind(build.version, build.flavour),
+        execute_cflags=recipe.vm(build.version, build.flavour).execute_cflags,
         vm_files=VM_FILES,
         epoch=settings.source_date_epoch(),
     )

@@ -115,6 +115,7 @@ kind = "SWITCH"
 when = "@8.3:"
 flavours = ["wordpress"]
 kind = "GOTO"
+execute_cflags = ["-w"]
 """
 PATCHES = ["everyone.patch", "eight-only.patch", "seven-four.patch"]
 
@@ -126,6 +127,8 @@ def test_the_vm_kind_follows_release_ranges_and_flavours(tmp_path):
     assert r.vm_kind("8.2.32", "wordpress") == "SWITCH"
     assert r.vm_kind("8.3.8", "default") == "SWITCH"
     assert r.vm_kind("8.3.8", "wordpress") == "GOTO"  # the last entry covering the build wins
+    assert r.vm("8.3.8", "wordpress").execute_cflags == ("-w",)
+    assert r.vm("8.3.8", "default").execute_cflags == ()
     # No [[vm_kind]] at all: the VM the release ships.
     assert recipe.load(write_recipe(tmp_path / "bare", GOOD, PATCHES)).vm_kind("8.2.32", "default") == "CALL"
     assert recipe.language("php").vm_kind("8.2.32", "default") in recipe.VM_KINDS
@@ -139,6 +142,7 @@ def test_the_vm_kind_follows_release_ranges_and_flavours(tmp_path):
         (('when = "@8.2:"\nkind', 'when = "8.2:"\nkind'), "must start with '@'", 41),
         (('flavours = ["wordpress"]', 'flavours = ["wp"]'), r"unknown flavour 'wp'", 46),
         (('kind = "GOTO"', 'kind = "GOTO"\nspeed = 2'), r"unknown key\(s\) speed", 48),
+        (('execute_cflags = ["-w"]', 'execute_cflags = "-w"'), r"execute_cflags must be a list", 48),
         (('name = "php"', 'name = "php"\nvm_kind = "SWITCH"'), "vm_kind .* must be a list", 2),
     ],
 )
@@ -174,5 +178,11 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
     assert len(set(scripts.values())) == len(keys) == len(set(keys.values())) == 3
     assert "zend_vm_gen.php --with-vm-kind=SWITCH" in scripts["SWITCH"]
     assert "zend_vm_gen.php" not in scripts["CALL"]
+    # Flags for zend_execute.c alone: compiled on its own before the rest.
+    flagged = dataclasses.replace(php, vm_kinds=(recipe.VmKind(kind="SWITCH", execute_cflags=("-w",)),))
+    script = configure.render_script(build, tools, flagged)
+    assert 'EXTRA_CFLAGS="$MAKE_EXTRA_CFLAGS "-w Zend/zend_execute.lo' in script
+    assert "zend_execute.lo" not in scripts["SWITCH"]
+    assert remote_cache.key(build, flagged, tools) != keys["SWITCH"]
     # CALL puts the release's generated VM back, from the pristine tree.
     assert f"PRISTINE={build.pristine}" in scripts["CALL"] and "zend_vm_execute.h" in scripts["CALL"]
