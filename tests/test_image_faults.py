@@ -384,7 +384,7 @@ class Refusing(http.server.BaseHTTPRequestHandler):
     (500, "HTTP 500 Internal Server Error (UNKNOWN: unknown error): the registry itself failed: "
           "check its logs, then rerun"),
     (None, "unreachable (Connection refused): start one (scripts/services.sh) or check KILN_REGISTRY"),
-])
+], ids=["401", "403", "500", "nothing-listening"])
 def test_a_refusing_or_absent_registry_is_one_line_and_nothing_is_published(reference, docker_host, status, says):  # noqa: F811
     output, _ = reference
     if status is None:
