@@ -58,6 +58,13 @@ def images_enabled() -> bool:
     return os.environ.get("KILN_IMAGES", "on").lower() not in ("off", "0", "no", "false")
 
 
+def optimize_enabled() -> bool:
+    """KILN_OPTIMIZE=on adds the optimized modules (wasm-opt, bin/<module>.opt.wasm) and their
+    smoke checks to `php:<build>`. Off by default: wasm-opt -Oz takes minutes per module here
+    (docs/images.md, "Optimized modules"); `doit php_smoke_optimized:<build>` builds them on demand."""
+    return os.environ.get("KILN_OPTIMIZE", "off").lower() in ("on", "1", "yes", "true")
+
+
 def image_repository() -> str:
     """Repository part of image tags (KILN_IMAGE_REPO, default php-wasm)."""
     return os.environ.get("KILN_IMAGE_REPO", "php-wasm")
