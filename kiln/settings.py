@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import KilnError
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 
@@ -26,6 +28,14 @@ def sources_dir() -> Path:
 def cache_dir() -> Path:
     """Compiler cache that should survive clean builds and CI runs (KILN_CACHE)."""
     return Path(os.environ.get("KILN_CACHE") or build_output() / "cache").resolve()
+
+
+def compiler_cache() -> str:
+    """KILN_CCACHE: auto (ccache when installed, the default), on (required) or off."""
+    value = os.environ.get("KILN_CCACHE", "auto").strip().lower() or "auto"
+    if value not in ("auto", "on", "off"):
+        raise KilnError(f"KILN_CCACHE={value!r} is not one of auto, on, off: fix or unset it")
+    return value
 
 
 def mirrors() -> list[str]:

@@ -7,7 +7,7 @@ import hashlib
 
 from doit.tools import config_changed
 
-from kiln import atomic, library, process, settings, templating, toolchain
+from kiln import atomic, library, patching, process, settings, templating, toolchain
 from kiln.fetch import file_sha256
 from kiln.layout import Build
 
@@ -37,6 +37,12 @@ def render_script(build: Build, tools: toolchain.Toolchain) -> str:
     )
 
 
+def configure_patches(build: Build) -> list[list[str]]:
+    """The patches of the build's series that configure can see, with their contents' hash."""
+    return [[p.name, file_sha256(p.file)] for p in php().patches_for(build.version)
+            if patching.touches_configure(p.file)]
+
+
 @user_errors
 def _configure(build: Build, script_text: str, inputs: list):
     atomic.write_text(build.script, script_text, mode=0o755)
@@ -61,13 +67,18 @@ def task_php_configure():
             continue
         script_text = render_script(build, tools)
         # A library's stamp changes whenever it is rebuilt: PHP is then reconfigured and relinked.
-        inputs = [build.patched_stamp, *sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
+        inputs = [*sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
         yield {
             "name": build.id,
             "actions": [(_configure, [build, script_text, inputs])],
             "file_dep": inputs,
-            "targets": [build.script, build.state / "configured.json"],
-            "uptodate": [config_changed({"script": script_text})],
+            # The patched tree is this stage's input only through what configure reads: a
+            # series edit that touches C sources alone goes straight to make (which starts
+            # clean), one that touches config.m4, configure or a template reconfigures.
+            "task_dep": [f"php_patch:{build.id}"],
+            "targets": [build.script, build.state / "configured.json", build.src / "Makefile"],
+            "uptodate": [config_changed({"script": script_text,
+                                         "configure_patches": configure_patches(build)})],
             "doc": f"configure {build.id} with {tools.name} {tools.version}",
         }
 
