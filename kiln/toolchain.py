@@ -66,13 +66,21 @@ def _common_ldflags() -> list[str]:
     return ["-s", WASM_FEATURES, *SJLJ]
 
 
+def _cache_base() -> str:
+    """Paths under this are hashed relative, so another checkout or build tree with the same
+    layout shares entries: the project and its build output (the shim header lives in the one,
+    the trees in the other), unless they have nothing but / in common."""
+    common = os.path.commonpath([str(settings.ROOT), str(settings.build_output())])
+    return common if common != os.sep else str(settings.build_output())
+
+
 def _compiler_cache(cc: list[str], compiler: str) -> tuple[list[str], dict[str, str]]:
     """Put ccache in front of the compiler when there is one (KILN_CCACHE=auto|on|off).
 
     zig's own cache knows a source file by its inode and mtime, so a patched, copied or
     reconfigured tree recompiles everything; ccache keys on content (direct mode: the source
-    and every header it includes), with paths made relative to the build output so two trees
-    share entries. Not part of the identity: a hit yields the very object a miss would."""
+    and every header it includes), with paths made relative to the project so two trees
+    share entries (_cache_base). Not part of the identity: a hit is the object a miss would make."""
     mode = settings.compiler_cache()
     found = shutil.which("ccache")
     if mode == "off" or (mode == "auto" and not found):
@@ -82,7 +90,7 @@ def _compiler_cache(cc: list[str], compiler: str) -> tuple[list[str], dict[str, 
                         "(scripts/setup does) or set KILN_CCACHE=auto")
     return [found, *cc], {
         "CCACHE_DIR": str(settings.cache_dir() / "ccache"),
-        "CCACHE_BASEDIR": str(settings.build_output()),
+        "CCACHE_BASEDIR": _cache_base(),
         "CCACHE_NOHASHDIR": "1",
         "CCACHE_COMPILERTYPE": "clang",
         # The compiler's identity without stat-ing it on every call.
