@@ -111,3 +111,13 @@ def test_php_8_2_optimized_is_under_budget_and_passes_smoke():
         c["name"] for c in smoke["checks"] if c["passed"]}
     result = runner.run(build.bin / "php.opt.cwasm", ["php", "-r", "echo PHP_VERSION;"])
     assert (result.exit_code, result.stdout) == (0, b"8.2.32")
+
+
+@pytest.mark.parametrize("value,included", [(None, False), ("off", False), ("on", True), ("1", True)])
+def test_kiln_optimize_decides_whether_the_build_group_includes_it(monkeypatch, value, included):
+    from tasks.group import stages_of
+    if value is None:
+        monkeypatch.delenv("KILN_OPTIMIZE", raising=False)
+    else:
+        monkeypatch.setenv("KILN_OPTIMIZE", value)
+    assert ("php_smoke_optimized:8.2.32" in stages_of("8.2.32")) is included
