@@ -11,6 +11,7 @@ names; the unoptimized module is still there for that.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import tempfile
@@ -66,7 +67,16 @@ def wasm_opt() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def version(path: Path) -> str:
-    """`wasm-opt version 132 (version_132)`: part of what decides the optimized bytes."""
+    """What decides the optimized bytes besides the options. npm's binaryen says it in its
+    package.json (read at every graph load: `wasm-opt --version` starts node, ~1 s); any other
+    wasm-opt is asked."""
+    package = path.resolve().parent.parent / "package.json"
+    try:
+        meta = json.loads(package.read_text())
+        if meta.get("name") == "binaryen":
+            return f"binaryen {meta['version']} (npm)"
+    except (OSError, ValueError, KeyError):
+        pass
     result = subprocess.run([str(path), "--version"], capture_output=True, text=True)
     if result.returncode != 0 or not result.stdout.strip():
         raise KilnError(f"{path} --version failed (exit {result.returncode}): reinstall with `npm ci`")

@@ -87,6 +87,12 @@ def test_a_failing_wasm_opt_leaves_no_output(hello, tmp_path):
     assert not target.exists() and [p.name for p in tmp_path.iterdir()] == ["opt.log"]
 
 
+def test_the_installed_wasm_opt_is_the_pinned_one():
+    from kiln import settings
+    pinned = json.loads((settings.ROOT / "package.json").read_text())["devDependencies"]["binaryen"]
+    assert optimize.version(optimize.wasm_opt()) == f"binaryen {pinned} (npm)"
+
+
 def test_a_missing_wasm_opt_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("KILN_WASM_OPT", str(tmp_path / "nowhere"))
     with pytest.raises(KilnError, match="npm ci"):
