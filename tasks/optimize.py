@@ -22,6 +22,10 @@ def record(build: Build):
     return build.root / "optimized.json"
 
 
+def _targets(build: Build, modules: list[str]) -> list:
+    return [*(optimized(build, m, aot) for m in modules for aot in (False, True)), record(build)]
+
+
 @user_errors
 def _optimize(build: Build, modules: list[str], options: list[str]):
     found = {}
@@ -44,9 +48,11 @@ def task_php_optimize():
         identity = optimize.identity(options)
     except KilnError as exc:
         # No wasm-opt (or a bad setting) must not break the rest of the graph: the task says why.
+        # Its targets stay declared, so php_smoke_optimized reaches this message too.
         message = f"kiln: {exc}"
         for build in builds():
             yield {"name": build.id, "actions": [lambda m=message: TaskFailed(m)],
+                   "targets": _targets(build, modules),
                    "doc": f"optimize {build.id} (unavailable: {exc})"}
         return
     for build in builds():
@@ -54,8 +60,7 @@ def task_php_optimize():
             "name": build.id,
             "actions": [(_optimize, [build, modules, options])],
             "file_dep": [build.module(m) for m in modules],
-            "targets": [*(optimized(build, m, aot) for m in modules for aot in (False, True)),
-                        record(build)],
+            "targets": _targets(build, modules),
             "uptodate": [config_changed({**identity, "engine": runner.engine_fingerprint()})],
             "doc": f"optimized modules for {build.id} (wasm-opt {' '.join(options)})",
             "clean": True,
