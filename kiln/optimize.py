@@ -98,9 +98,10 @@ def optimize(source: Path, target: Path, options: list[str], log: Path) -> dict:
     except ValueError as exc:
         raise KilnError(f"{source}: {exc}: is it a WASI command module?") from None
     started = time.monotonic()
-    # The export-trimmed input is scratch (beside the target, gone afterwards); the output
-    # appears under its name only once wasm-opt has finished and its exports are checked.
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as scratch, \
+    # The export-trimmed input is scratch in the system's temp folder (not an output: a killed
+    # run must not leave it among the build's files); the output appears under its name only
+    # once wasm-opt has finished and its exports are checked.
+    with tempfile.TemporaryDirectory(prefix="kiln-optimize-") as scratch, \
             atomic.atomic_path(target) as optimized:
         unoptimized = Path(scratch) / source.name
         unoptimized.write_bytes(trimmed)
