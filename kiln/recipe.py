@@ -23,6 +23,9 @@ class Patch:
     file: Path
     when: VersionRange
     why: str
+    # The patch edits configure's sources (config.m4, configure.ac): configure must be
+    # regenerated from them before it runs, or the change has no effect.
+    regenerates_configure: bool = False
 
     @property
     def name(self) -> str:
@@ -78,6 +81,10 @@ class Recipe:
     def patches_for(self, version: str) -> list[Patch]:
         v = Version.parse(version)
         return [p for p in self.patches if v in p.when]
+
+    def regenerates_configure(self, version: str) -> bool:
+        """Whether a patch of this release's series needs configure regenerated."""
+        return any(p.regenerates_configure for p in self.patches_for(version))
 
     def configure_args(self, version: str, flavour: str) -> list[str]:
         v = Version.parse(version)
@@ -195,7 +202,7 @@ def load(path: Path | str) -> Recipe:
     patches = []
     for entry in data.get("patches", []):
         _expect(check, entry, dict, "each [[patches]]", "[[patches]]")
-        unknown = set(entry) - {"file", "when", "why"}
+        unknown = set(entry) - {"file", "when", "why", "regenerates_configure"}
         file = _expect(check, entry.get("file"), str, "patch `file`", "[[patches]]")
         if unknown:
             check.fail(f"patch {file}: unknown key(s) {', '.join(sorted(unknown))}", file)
@@ -204,7 +211,9 @@ def load(path: Path | str) -> Recipe:
             check.fail(f"patch file {patch_path} does not exist", file)
         why = entry.get("why", "")
         _expect(check, why, str, "patch `why`", file)
-        patches.append(Patch(patch_path, _range(check, entry.get("when", "@:"), file), why))
+        regenerates = _expect(check, entry.get("regenerates_configure", False), bool,
+                              "patch `regenerates_configure`", file)
+        patches.append(Patch(patch_path, _range(check, entry.get("when", "@:"), file), why, regenerates))
 
     flavours = {}
     for flavour, entry in _expect(check, data["flavours"], dict, "[flavours]", "[flavours").items():
