@@ -1,3 +1,5 @@
+import re
+import shutil
 import textwrap
 
 import pytest
@@ -76,6 +78,20 @@ def test_a_patch_can_ask_for_configure_to_be_regenerated_in_its_range(tmp_path):
     assert not r.regenerates_configure("8.2.32")
     php = recipe.language("php")   # the OPcache patches edit config.m4 in 8.2 only
     assert php.regenerates_configure("8.2.32") and not php.regenerates_configure("7.4.33")
+
+
+def test_regenerating_configure_names_autoconf_or_says_how_to_get_it(monkeypatch, tmp_path):
+    from kiln import toolchain
+    toolchain.autoconf_version.cache_clear()
+    if shutil.which("autoconf"):
+        assert re.fullmatch(r"autoconf \d+\.\d+\S*", toolchain.autoconf_version())
+        toolchain.autoconf_version.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path))   # an empty folder: no autoconf on it
+    try:
+        with pytest.raises(KilnError, match=r"autoconf is not installed.*apt-get install autoconf"):
+            toolchain.autoconf_version()
+    finally:
+        toolchain.autoconf_version.cache_clear()
 
 
 def test_unknown_version_lists_the_known_ones():
