@@ -7,7 +7,7 @@ import hashlib
 
 from doit.tools import config_changed
 
-from kiln import atomic, library, process, settings, templating, toolchain
+from kiln import atomic, library, patching, process, settings, templating, toolchain
 from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
@@ -25,7 +25,7 @@ def libraries_of(build: Build) -> list[library.Library]:
 def render_script(build: Build, tools: toolchain.Toolchain) -> str:
     recipe = php()
     # Its version is named in the script, so another autoconf regenerates and rebuilds.
-    autoconf = toolchain.autoconf_version() if recipe.regenerates_configure(build.version) else None
+    autoconf = toolchain.autoconf_version() if recipe.regenerates_configure(build.version, build.flavour) else None
     return templating.render(
         "wl-build.sh.j2",
         recipe=recipe,
@@ -39,6 +39,12 @@ def render_script(build: Build, tools: toolchain.Toolchain) -> str:
         epoch=settings.source_date_epoch(),
         autoconf=autoconf,
     )
+
+
+def configure_patches(build: Build) -> list[list[str]]:
+    """The patches of the build's series that configure can see, with their contents' hash."""
+    return [[p.name, file_sha256(p.file)] for p in php().patches_for(build.version, build.flavour)
+            if patching.touches_configure(p.file)]
 
 
 @user_errors
@@ -70,13 +76,18 @@ def task_php_configure():
                    "doc": f"configure {build.id} (cannot: {exc})"}
             continue
         # A library's stamp changes whenever it is rebuilt: PHP is then reconfigured and relinked.
-        inputs = [build.patched_stamp, *sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
+        inputs = [*sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
         yield {
             "name": build.id,
             "actions": [(_configure, [build, script_text, inputs])],
             "file_dep": inputs,
-            "targets": [build.script, build.state / "configured.json"],
-            "uptodate": [config_changed({"script": script_text})],
+            # The patched tree is this stage's input only through what configure reads: a
+            # series edit that touches C sources alone goes straight to make (which starts
+            # clean), one that touches config.m4, configure or a template reconfigures.
+            "task_dep": [f"php_patch:{build.id}"],
+            "targets": [build.script, build.state / "configured.json", build.src / "Makefile"],
+            "uptodate": [config_changed({"script": script_text,
+                                         "configure_patches": configure_patches(build)})],
             "doc": f"configure {build.id} with {tools.name} {tools.version}",
         }
 

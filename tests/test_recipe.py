@@ -76,8 +76,21 @@ def test_a_patch_can_ask_for_configure_to_be_regenerated_in_its_range(tmp_path):
     r = recipe.load(write_recipe(tmp_path, body, ["everyone.patch", "eight-only.patch", "seven-four.patch"]))
     assert r.regenerates_configure("7.4.33")
     assert not r.regenerates_configure("8.2.32")
-    php = recipe.language("php")   # the OPcache patches edit config.m4 in 8.2 only
-    assert php.regenerates_configure("8.2.32") and not php.regenerates_configure("7.4.33")
+    php = recipe.language("php")   # the OPcache patches edit config.m4: 8.2's wordpress flavour only
+    assert php.regenerates_configure("8.2.32", "wordpress")
+    assert not php.regenerates_configure("8.2.32") and not php.regenerates_configure("7.4.33")
+
+
+def test_a_patch_can_be_limited_to_flavours(tmp_path):
+    body = GOOD.replace('when = "@7.4"', 'when = "@7.4"\nflavours = ["fast"]') + \
+        '\n[flavours.fast]\nconfigure = ["--enable-fast"]\n'
+    r = recipe.load(write_recipe(tmp_path, body, ["everyone.patch", "eight-only.patch", "seven-four.patch"]))
+    assert [p.name for p in r.patches_for("7.4.33")] == ["everyone.patch"]
+    assert [p.name for p in r.patches_for("7.4.33", "fast")] == ["everyone.patch", "seven-four.patch"]
+    bad = body.replace('flavours = ["fast"]', 'flavours = ["slow"]')
+    path = write_recipe(tmp_path / "bad", bad, ["everyone.patch", "eight-only.patch", "seven-four.patch"])
+    with pytest.raises(KilnError, match=r"recipe.toml:\d+: patch seven-four.patch: unknown flavour 'slow'"):
+        recipe.load(path)
 
 
 def test_regenerating_configure_names_autoconf_or_says_how_to_get_it(monkeypatch, tmp_path):
