@@ -75,7 +75,7 @@ def by_hand(build: Build) -> float:
     started = time.monotonic()
     shutil.rmtree(build.src, ignore_errors=True)
     subprocess.run(["cp", "-a", str(build.pristine), str(build.src)], check=True)
-    for patch in PHP.patches_for(build.version):
+    for patch in PHP.patches_for(build.version, build.flavour):
         subprocess.run(["patch", "-p1", "--batch", "-i", str(patch.file)], cwd=build.src, check=True,
                        capture_output=True)
     for step in (["configure"], ["make", str(settings.jobs())]):

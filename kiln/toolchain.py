@@ -175,3 +175,15 @@ def current() -> Toolchain:
         if value:
             return _wasi_sdk(Path(value), variable)
     return _zig()
+
+
+@functools.lru_cache(maxsize=None)
+def autoconf_version() -> str:
+    """The build host's autoconf ("autoconf 2.71"), needed to regenerate a patched configure."""
+    try:
+        out = subprocess.run(["autoconf", "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise KilnError("autoconf is not installed, and a patch of this release needs configure "
+                        "regenerated: apt-get install autoconf (scripts/setup does)") from None
+    match = re.search(r"(\d+\.\d+\S*)", out.splitlines()[0] if out else "")
+    return f"autoconf {match.group(1) if match else 'unknown'}"

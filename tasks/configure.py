@@ -8,6 +8,7 @@ import hashlib
 from doit.tools import config_changed
 
 from kiln import atomic, library, patching, process, settings, templating, toolchain
+from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
 
@@ -23,6 +24,8 @@ def libraries_of(build: Build) -> list[library.Library]:
 
 def render_script(build: Build, tools: toolchain.Toolchain) -> str:
     recipe = php()
+    # Its version is named in the script, so another autoconf regenerates and rebuilds.
+    autoconf = toolchain.autoconf_version() if recipe.regenerates_configure(build.version, build.flavour) else None
     return templating.render(
         "wl-build.sh.j2",
         recipe=recipe,
@@ -34,12 +37,13 @@ def render_script(build: Build, tools: toolchain.Toolchain) -> str:
         libraries=libraries_of(build),
         make_targets=recipe.settings.get("make_targets", []),
         epoch=settings.source_date_epoch(),
+        autoconf=autoconf,
     )
 
 
 def configure_patches(build: Build) -> list[list[str]]:
     """The patches of the build's series that configure can see, with their contents' hash."""
-    return [[p.name, file_sha256(p.file)] for p in php().patches_for(build.version)
+    return [[p.name, file_sha256(p.file)] for p in php().patches_for(build.version, build.flavour)
             if patching.touches_configure(p.file)]
 
 
@@ -65,7 +69,12 @@ def task_php_configure():
             yield {"name": build.id, "actions": [user_errors(lambda p=problem: _raise(p))],
                    "doc": "configure (toolchain missing)"}
             continue
-        script_text = render_script(build, tools)
+        try:
+            script_text = render_script(build, tools)
+        except KilnError as exc:  # e.g. autoconf missing: only this build fails, when run
+            yield {"name": build.id, "actions": [user_errors(lambda p=exc: _raise(p))],
+                   "doc": f"configure {build.id} (cannot: {exc})"}
+            continue
         # A library's stamp changes whenever it is rebuilt: PHP is then reconfigured and relinked.
         inputs = [*sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
         yield {

@@ -59,7 +59,7 @@ def task_php_patch():
     """Build tree for one build: the pristine release + the patches whose range covers it."""
     recipe = php()
     for build in builds():
-        series = recipe.patches_for(build.version)
+        series = recipe.patches_for(build.version, build.flavour)
         yield {
             "name": build.id,
             "actions": [(_patch, [build, series])],
