@@ -95,12 +95,13 @@ try:
     from tasks.image import task_php_image  # noqa: F401
     from tasks.library import task_lib_build, task_lib_download  # noqa: F401
     from tasks.make import task_php_make  # noqa: F401
+    from tasks.optimize import task_php_optimize  # noqa: F401
     from tasks.matrix import task_matrix  # noqa: F401
     from tasks.patch import task_php_patch  # noqa: F401
     from tasks.publish import task_php_publish  # noqa: F401
     from tasks.report import task_report  # noqa: F401
     from tasks.reproduce import task_php_reproduce  # noqa: F401
-    from tasks.smoke import task_php_smoke  # noqa: F401
+    from tasks.smoke import task_php_smoke, task_php_smoke_optimized  # noqa: F401
     from tasks.wordpress import task_wordpress_docroot, task_wordpress_download  # noqa: F401
 
     from kiln.images import KINDS as _image_kinds

@@ -7,8 +7,8 @@
    the interpreter's own start (`python -c "import doit"`), alternated.
 2. orchestration overhead: the doit chain patch -> make against the same steps by hand
    (copy the pristine tree, apply the series, run the rendered wl-build), warm compiler cache.
-3. patch-edit rebuild: one patch edited, rebuilt through doit with the compiler cache,
-   against a cold build (empty compiler cache).
+3. patch-edit rebuild: one statement of one patch edited, rebuilt through doit with the
+   compiler cache (ccache), against a cold build (empty compiler caches).
 4. parallel: `doit -n 2` against `doit -n 1` for the buildable matrix from the patch step.
 
 Every timing is wall-clock on this machine; the ratios are what to compare across machines.
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln import recipe, settings  # noqa: E402
+from kiln import patching, recipe, settings  # noqa: E402
 from kiln.layout import Build  # noqa: E402
 
 PHP = recipe.language("php")
@@ -75,7 +75,7 @@ def by_hand(build: Build) -> float:
     started = time.monotonic()
     shutil.rmtree(build.src, ignore_errors=True)
     subprocess.run(["cp", "-a", str(build.pristine), str(build.src)], check=True)
-    for patch in PHP.patches_for(build.version):
+    for patch in PHP.patches_for(build.version, build.flavour):
         subprocess.run(["patch", "-p1", "--batch", "-i", str(patch.file)], cwd=build.src, check=True,
                        capture_output=True)
     for step in (["configure"], ["make", str(settings.jobs())]):
@@ -101,12 +101,19 @@ def overhead(rounds):
 
 def patch_edit():
     build = Build("php", VERSION, "default")
-    target = next(p for p in PHP.patches_for(VERSION) if "microtime" in p.name).file
+    # A real one-file change: a comment appended to one statement a C-only patch adds (hunk
+    # line counts stay right), so exactly one C file differs from the last build.
+    def statement(line):
+        return line.startswith("+") and not line.startswith("+++") and line.rstrip().endswith(";")
+
+    target = next(p.file for p in PHP.patches_for(VERSION)
+                  if not patching.touches_configure(p.file) and any(map(statement, p.file.read_text().split("\n"))))
     original = target.read_bytes()
     try:
-        # A real one-file change: a comment line inside the hunk's added code would need a new
-        # hunk; editing the header changes the series' bytes, and configure re-runs as it must.
-        target.write_bytes(b"(benchmark edit)\n" + original)
+        lines = original.decode().split("\n")
+        index = next(i for i, line in enumerate(lines) if statement(line))
+        lines[index] += " /* benchmark edit */"
+        target.write_bytes("\n".join(lines).encode())
         started = time.monotonic()
         doit(f"php_make:{VERSION}")
         edit = time.monotonic() - started

@@ -381,6 +381,24 @@ def repository_path(repository: str) -> str:
     return rest if sep and looks_like_registry(first) else repository
 
 
+def _connection_reason(exc: Exception) -> str:
+    """What a failed connection ran into, in a few words (requests nests the OS error deep)."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return found[-1].strip() if found else type(exc).__name__
+
+
+def _error_detail(response: requests.Response) -> str:
+    """The distribution API's error codes and messages, else the start of the body, one line."""
+    try:
+        errors = response.json().get("errors") or []
+        text = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors)
+    except (ValueError, AttributeError):
+        text = response.text
+    return " ".join(text.split())[:200]
+
+
 class Registry:
     """A small distribution-API client: enough to push and pull images and artifacts."""
 
@@ -413,7 +431,7 @@ class Registry:
                                                 auth=None if "Authorization" in headers else self.auth,
                                                 **kwargs)
             except requests.RequestException as exc:
-                raise KilnError(f"registry {self.address} unreachable ({type(exc).__name__}): "
+                raise KilnError(f"registry {self.address} unreachable ({_connection_reason(exc)}): "
                                 f"start one (scripts/services.sh) or check KILN_REGISTRY") from None
             if response.status_code == 401 and attempt == 0 and self._authenticate(response, scope):
                 continue
@@ -439,12 +457,26 @@ class Registry:
         self._tokens[scope] = body.get("token") or body.get("access_token") or ""
         return bool(self._tokens[scope])
 
-    @staticmethod
-    def _check(response: requests.Response, what: str, *ok: int) -> requests.Response:
-        if response.status_code not in ok:
-            detail = response.text.strip().replace("\n", " ")[:300]
-            raise KilnError(f"registry: {what} failed: HTTP {response.status_code} {detail}")
-        return response
+    def _check(self, response: requests.Response, what: str, *ok: int) -> requests.Response:
+        """`response` if its status is one of `ok`; otherwise one line: registry, status, fix."""
+        status = response.status_code
+        if status in ok:
+            return response
+        said = f"HTTP {status} {response.reason or ''}".strip()
+        detail = _error_detail(response)
+        if detail:
+            said += f" ({detail})"
+        if status == 401:
+            fix = ("set KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD to an account the registry "
+                   "accepts")
+        elif status == 403:
+            fix = ("use credentials with access to that repository (KILN_REGISTRY_USER, "
+                   "KILN_REGISTRY_PASSWORD) or another KILN_IMAGE_REPO")
+        elif status >= 500:
+            fix = "the registry itself failed: check its logs, then rerun"
+        else:
+            fix = "check KILN_REGISTRY and KILN_IMAGE_REPO"
+        raise KilnError(f"registry {self.address}: {what} failed with {said}: {fix}")
 
     # -- blobs ----------------------------------------------------------------------------------
 

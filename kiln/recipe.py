@@ -26,6 +26,12 @@ class Patch:
     file: Path
     when: VersionRange
     why: str
+    # The patch edits configure's sources (config.m4, configure.ac): configure must be
+    # regenerated from them before it runs, or the change has no effect.
+    regenerates_configure: bool = False
+    # Only these flavours' series carry the patch (None: every flavour's), like `when` for
+    # releases: a patch only one flavour needs does not rebuild the others.
+    flavours: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -89,9 +95,16 @@ class Recipe:
     def flavour_applies(self, flavour: str, version: str) -> bool:
         return Version.parse(version) in self.flavours[flavour].when
 
-    def patches_for(self, version: str) -> list[Patch]:
+    def patches_for(self, version: str, flavour: str = "default") -> list[Patch]:
+        """The series of one build: the patches whose range covers the release and whose
+        flavours (if they name any) include the build's."""
         v = Version.parse(version)
-        return [p for p in self.patches if v in p.when]
+        return [p for p in self.patches
+                if v in p.when and (p.flavours is None or flavour in p.flavours)]
+
+    def regenerates_configure(self, version: str, flavour: str = "default") -> bool:
+        """Whether a patch of this build's series needs configure regenerated."""
+        return any(p.regenerates_configure for p in self.patches_for(version, flavour))
 
     def configure_args(self, version: str, flavour: str) -> list[str]:
         v = Version.parse(version)
@@ -221,7 +234,7 @@ def load(path: Path | str) -> Recipe:
     patches = []
     for entry in data.get("patches", []):
         _expect(check, entry, dict, "each [[patches]]", "[[patches]]")
-        unknown = set(entry) - {"file", "when", "why"}
+        unknown = set(entry) - {"file", "when", "why", "regenerates_configure", "flavours"}
         file = _expect(check, entry.get("file"), str, "patch `file`", "[[patches]]")
         if unknown:
             check.fail(f"patch {file}: unknown key(s) {', '.join(sorted(unknown))}", file)
@@ -230,7 +243,12 @@ def load(path: Path | str) -> Recipe:
             check.fail(f"patch file {patch_path} does not exist", file)
         why = entry.get("why", "")
         _expect(check, why, str, "patch `why`", file)
-        patches.append(Patch(patch_path, _range(check, entry.get("when", "@:"), file), why))
+        regenerates = _expect(check, entry.get("regenerates_configure", False), bool,
+                              "patch `regenerates_configure`", file)
+        only = entry.get("flavours")
+        if only is not None:
+            only = tuple(_string_list(check, only, "patch `flavours`", file))
+        patches.append(Patch(patch_path, _range(check, entry.get("when", "@:"), file), why, regenerates, only))
 
     flavours = {}
     for flavour, entry in _expect(check, data["flavours"], dict, "[flavours]", "[flavours").items():
@@ -250,6 +268,11 @@ def load(path: Path | str) -> Recipe:
         )
     if "default" not in flavours:
         check.fail("a [flavours.default] table is required", "[flavours")
+    for patch in patches:
+        for wanted in patch.flavours or ():
+            if wanted not in flavours:
+                check.fail(f"patch {patch.name}: unknown flavour {wanted!r} in `flavours` "
+                           f"(known: {', '.join(flavours)})", patch.name)
 
     outputs = _expect(check, data["outputs"], dict, "[outputs]", "[outputs]")
     for module, built in outputs.items():

@@ -31,7 +31,7 @@ def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
     shim = recipe.folder / "shim"
     inputs = {
         "source_sha256": recipe.versions[build.version],
-        "series": [[p.name, file_sha256(p.file)] for p in recipe.patches_for(build.version)],
+        "series": [[p.name, file_sha256(p.file)] for p in recipe.patches_for(build.version, build.flavour)],
         "shim": {p.name: file_sha256(p) for p in sorted(shim.iterdir()) if p.is_file()},
         "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
         "configure": recipe.configure_args(build.version, build.flavour),

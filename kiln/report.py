@@ -27,13 +27,20 @@ def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
+def _smoke_summary(report: Path, failed: Path) -> dict | None:
+    smoke = _read(report) or _read(failed)
+    return None if smoke is None else {
+        "passed": smoke["passed"],
+        "checks": {c["name"]: c["passed"] for c in smoke["checks"]},
+    }
+
+
 def collect_build(build: Build, modules: list[str]) -> dict:
     stages = {}
     for record in sorted(build.state.glob("stage-*.json")) if build.state.is_dir() else []:
         data = _read(record)
         if data:
             stages[data["stage"]] = {"outcome": data["outcome"], "seconds": data["seconds"]}
-    smoke = _read(build.smoke_report) or _read(build.root / "smoke.failed.json")
     entry = {
         "build": build.id,
         "version": build.version,
@@ -41,15 +48,17 @@ def collect_build(build: Build, modules: list[str]) -> dict:
         "stages": stages,
         "sizes": {name: {"wasm": _size(build.module(name)), "cwasm": _size(build.module(name, aot=True))}
                   for name in modules},
-        "smoke": None if smoke is None else {
-            "passed": smoke["passed"],
-            "checks": {c["name"]: c["passed"] for c in smoke["checks"]},
-        },
+        "smoke": _smoke_summary(build.smoke_report, build.root / "smoke.failed.json"),
     }
     for extra in ("images", "conformance", "bench"):
         data = _read(build.root / f"{extra}.json")
         if data is not None:
             entry[extra] = data
+    optimized = _read(build.root / "optimized.json")  # the optional wasm-opt variant (tasks/optimize.py)
+    if optimized is not None:
+        optimized["smoke"] = _smoke_summary(build.root / "smoke-optimized.json",
+                                            build.root / "smoke-optimized.failed.json")
+        entry["optimized"] = optimized
     return entry
 
 

@@ -393,6 +393,20 @@ def _set_stdin(wasi: wasmtime.WasiConfig, data: bytes, cleanup: list[str]) -> No
 
 
 
+def _utf8_env(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """WASI environment strings are bytes, but Wasmtime's API takes UTF-8 only (its C API
+    refuses anything else): say which variable, rather than fail deep in an encoder."""
+    for name, value in env.items():
+        for text in (name, value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RunnerError(f"environment variable {name.encode('utf-8', 'backslashreplace').decode()} "
+                                  "is not valid UTF-8: Wasmtime passes only UTF-8 environment strings "
+                                  "to a WASI guest; re-encode the value") from None
+    return list(env.items())
+
+
 def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str):
     """One export by name. `instance.exports()` wraps every export first: PHP has ~2,000 of
     them, which cost over a second per run; the C API looks one up directly."""
@@ -439,7 +453,7 @@ def run(
 
     wasi = wasmtime.WasiConfig()
     wasi.argv = list(argv)
-    wasi.env = list((env or {}).items())
+    wasi.env = _utf8_env(env or {})
     if inherit_stdio:
         wasi.inherit_stdout()
         wasi.inherit_stderr()

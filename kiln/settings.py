@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import KilnError
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 
@@ -26,6 +28,14 @@ def sources_dir() -> Path:
 def cache_dir() -> Path:
     """Compiler cache that should survive clean builds and CI runs (KILN_CACHE)."""
     return Path(os.environ.get("KILN_CACHE") or build_output() / "cache").resolve()
+
+
+def compiler_cache() -> str:
+    """KILN_CCACHE: auto (ccache when installed, the default), on (required) or off."""
+    value = os.environ.get("KILN_CCACHE", "auto").strip().lower() or "auto"
+    if value not in ("auto", "on", "off"):
+        raise KilnError(f"KILN_CCACHE={value!r} is not one of auto, on, off: fix or unset it")
+    return value
 
 
 def mirrors() -> list[str]:
@@ -56,6 +66,13 @@ def extra_cflags() -> str:
 def images_enabled() -> bool:
     """KILN_IMAGES=off builds everything but container images (no Docker engine needed)."""
     return os.environ.get("KILN_IMAGES", "on").lower() not in ("off", "0", "no", "false")
+
+
+def optimize_enabled() -> bool:
+    """KILN_OPTIMIZE=on adds the optimized modules (wasm-opt, bin/<module>.opt.wasm) and their
+    smoke checks to `php:<build>`. Off by default: wasm-opt -Oz takes minutes per module here
+    (docs/images.md, "Optimized modules"); `doit php_smoke_optimized:<build>` builds them on demand."""
+    return os.environ.get("KILN_OPTIMIZE", "off").lower() in ("on", "1", "yes", "true")
 
 
 def image_repository() -> str:

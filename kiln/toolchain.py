@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,42 @@ def _common_ldflags() -> list[str]:
     return ["-s", WASM_FEATURES, *SJLJ]
 
 
+def _cache_base() -> str:
+    """Paths under this are hashed relative, so another checkout or build tree with the same
+    layout shares entries: the project and its build output (the shim header lives in the one,
+    the trees in the other), unless they have nothing but / in common."""
+    common = os.path.commonpath([str(settings.ROOT), str(settings.build_output())])
+    return common if common != os.sep else str(settings.build_output())
+
+
+def _compiler_cache(cc: list[str], compiler: str) -> tuple[list[str], dict[str, str]]:
+    """Put ccache in front of the compiler when there is one (KILN_CCACHE=auto|on|off).
+
+    zig's own cache knows a source file by its inode and mtime, so a patched, copied or
+    reconfigured tree recompiles everything; ccache keys on content (direct mode: the source
+    and every header it includes), with paths made relative to the project so two trees
+    share entries (_cache_base). Not part of the identity: a hit is the object a miss would make."""
+    mode = settings.compiler_cache()
+    found = shutil.which("ccache")
+    if mode == "off" or (mode == "auto" and not found):
+        return cc, {}
+    if not found:
+        raise KilnError("KILN_CCACHE=on but ccache is not installed: apt-get install ccache "
+                        "(scripts/setup does) or set KILN_CCACHE=auto")
+    return [found, *cc], {
+        "CCACHE_DIR": str(settings.cache_dir() / "ccache"),
+        "CCACHE_BASEDIR": _cache_base(),
+        "CCACHE_NOHASHDIR": "1",
+        "CCACHE_COMPILERTYPE": "clang",
+        # The compiler's identity without stat-ing it on every call.
+        "CCACHE_COMPILERCHECK": f"string:{compiler}",
+        # Builds write config headers just before compiling, and SOURCE_DATE_EPOCH pins
+        # __DATE__/__TIME__: neither is a reason to fall back to the slow preprocessor mode.
+        "CCACHE_SLOPPINESS": "include_file_mtime,include_file_ctime,time_macros",
+        "CCACHE_MAXSIZE": "10G",
+    }
+
+
 def _zig() -> Toolchain:
     try:
         import ziglang
@@ -77,10 +114,11 @@ def _zig() -> Toolchain:
                         "(pip install --force-reinstall -r requirements.txt)")
     version = _zig_version(str(zig))
     target = ["-target", "wasm32-wasi"]
+    cc, cache_env = _compiler_cache([str(zig), "cc", *target], f"zig {version}")
     return Toolchain(
         name="zig",
         version=version,
-        cc=[str(zig), "cc", *target],
+        cc=cc,
         ar=[str(zig), "ar"],
         ranlib=[str(zig), "ranlib"],
         nm=["nm"],  # only probed by libtool, which never needs symbol lists in a static build
@@ -88,7 +126,8 @@ def _zig() -> Toolchain:
         cppflags=EMULATION_DEFINES,
         ldflags=_common_ldflags(),
         libs=EMULATION_LIBS,
-        env={"ZIG_GLOBAL_CACHE_DIR": str(settings.cache_dir() / "zig")},
+        # zig builds wasi-libc and compiler-rt into its cache on first use.
+        env={"ZIG_GLOBAL_CACHE_DIR": str(settings.cache_dir() / "zig"), **cache_env},
     )
 
 
@@ -113,10 +152,11 @@ def _wasi_sdk(root: Path, variable: str) -> Toolchain:
                         f"WASI SDK >= {WASI_SDK_MINIMUM} (new exception-handling encoding)")
     sysroot = root / "share" / "wasi-sysroot"
     target = ["--target=wasm32-wasi", f"--sysroot={sysroot}"]
+    cc, cache_env = _compiler_cache([str(clang), *target], f"wasi-sdk {version}")
     return Toolchain(
         name="wasi-sdk",
         version=version,
-        cc=[str(clang), *target],
+        cc=cc,
         ar=[str(root / "bin" / "llvm-ar")],
         ranlib=[str(root / "bin" / "llvm-ranlib")],
         nm=[str(root / "bin" / "llvm-nm")],
@@ -124,6 +164,7 @@ def _wasi_sdk(root: Path, variable: str) -> Toolchain:
         cppflags=EMULATION_DEFINES,
         ldflags=_common_ldflags(),
         libs=["-lsetjmp", *EMULATION_LIBS],
+        env=cache_env,
     )
 
 
@@ -134,3 +175,15 @@ def current() -> Toolchain:
         if value:
             return _wasi_sdk(Path(value), variable)
     return _zig()
+
+
+@functools.lru_cache(maxsize=None)
+def autoconf_version() -> str:
+    """The build host's autoconf ("autoconf 2.71"), needed to regenerate a patched configure."""
+    try:
+        out = subprocess.run(["autoconf", "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise KilnError("autoconf is not installed, and a patch of this release needs configure "
+                        "regenerated: apt-get install autoconf (scripts/setup does)") from None
+    match = re.search(r"(\d+\.\d+\S*)", out.splitlines()[0] if out else "")
+    return f"autoconf {match.group(1) if match else 'unknown'}"

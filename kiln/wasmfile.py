@@ -9,6 +9,7 @@ from __future__ import annotations
 
 MAGIC = b"\0asm\x01\0\0\0"
 CUSTOM = 0
+EXPORT = 7
 
 
 def _leb128(data: bytes, offset: int) -> tuple[int, int]:
@@ -20,6 +21,18 @@ def _leb128(data: bytes, offset: int) -> tuple[int, int]:
         shift += 7
         if byte < 0x80:
             return value, offset
+
+
+def _uleb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 def sections(data: bytes):
@@ -46,3 +59,47 @@ def strip_debug(data: bytes) -> bytes:
     kept = [data[start:end] for section_id, name, start, end in sections(data)
             if not (section_id == CUSTOM and name.startswith(".debug_"))]
     return MAGIC + b"".join(kept)
+
+
+def exports(data: bytes) -> list[tuple[str, int, int]]:
+    """(name, kind, index) of every export, in order (kind 0 function, 1 table, 2 memory, 3 global)."""
+    for section_id, _, start, end in sections(data):
+        if section_id == EXPORT:
+            _, offset = _leb128(data, start + 1)
+            count, offset = _leb128(data, offset)
+            found = []
+            for _ in range(count):
+                length, offset = _leb128(data, offset)
+                name = data[offset:offset + length].decode("utf-8")
+                kind = data[offset + length]
+                index, offset = _leb128(data, offset + length + 1)
+                found.append((name, kind, index))
+            if offset != end:
+                raise ValueError("malformed export section")
+            return found
+    return []
+
+
+def keep_exports(data: bytes, keep: set[str]) -> bytes:
+    """The module with only the exports named in `keep`; the rest of the bytes unchanged.
+
+    PHP links with -export-dynamic (for dl()), so ~2,000 functions are exported and no
+    optimizer may drop them; a WASI command is only ever entered through `_start` (and the
+    host reads `memory`), so an optimized module can let the others go and lose the code
+    only they reached."""
+    missing = keep - {name for name, _, _ in exports(data)}
+    if missing:
+        raise ValueError(f"the module exports none of {sorted(missing)}")
+    out = [MAGIC]
+    for section_id, _, start, end in sections(data):
+        if section_id != EXPORT:
+            out.append(data[start:end])
+            continue
+        body = bytearray()
+        kept = [e for e in exports(data) if e[0] in keep]
+        body += _uleb128(len(kept))
+        for name, kind, index in kept:
+            raw = name.encode("utf-8")
+            body += _uleb128(len(raw)) + raw + bytes([kind]) + _uleb128(index)
+        out.append(bytes([EXPORT]) + _uleb128(len(body)) + bytes(body))
+    return b"".join(out)

@@ -8,7 +8,7 @@ import shutil
 
 from doit.tools import config_changed
 
-from kiln import atomic, library, process, settings, templating, toolchain
+from kiln import atomic, library, patching, process, settings, templating, toolchain
 from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
@@ -27,6 +27,8 @@ def libraries_of(build: Build) -> list[library.Library]:
 
 def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
     recipe = recipe or php()
+    # Its version is named in the script, so another autoconf regenerates and rebuilds.
+    autoconf = toolchain.autoconf_version() if recipe.regenerates_configure(build.version, build.flavour) else None
     return templating.render(
         "wl-build.sh.j2",
         recipe=recipe,
@@ -41,7 +43,14 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
         execute_cflags=recipe.vm(build.version, build.flavour).execute_cflags,
         vm_files=VM_FILES,
         epoch=settings.source_date_epoch(),
+        autoconf=autoconf,
     )
+
+
+def configure_patches(build: Build) -> list[list[str]]:
+    """The patches of the build's series that configure can see, with their contents' hash."""
+    return [[p.name, file_sha256(p.file)] for p in php().patches_for(build.version, build.flavour)
+            if patching.touches_configure(p.file)]
 
 
 @user_errors
@@ -70,15 +79,25 @@ def task_php_configure():
             yield {"name": build.id, "actions": [user_errors(lambda p=problem: _raise(p))],
                    "doc": "configure (toolchain missing)"}
             continue
-        script_text = render_script(build, tools)
+        try:
+            script_text = render_script(build, tools)
+        except KilnError as exc:  # e.g. autoconf missing: only this build fails, when run
+            yield {"name": build.id, "actions": [user_errors(lambda p=exc: _raise(p))],
+                   "doc": f"configure {build.id} (cannot: {exc})"}
+            continue
         # A library's stamp changes whenever it is rebuilt: PHP is then reconfigured and relinked.
-        inputs = [build.patched_stamp, *sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
+        inputs = [*sorted(SHIM.iterdir()), *(lib.stamp for lib in libraries_of(build))]
         yield {
             "name": build.id,
             "actions": [(_configure, [build, script_text, inputs])],
             "file_dep": inputs,
-            "targets": [build.script, build.state / "configured.json"],
-            "uptodate": [config_changed({"script": script_text})],
+            # The patched tree is this stage's input only through what configure reads: a
+            # series edit that touches C sources alone goes straight to make (which starts
+            # clean), one that touches config.m4, configure or a template reconfigures.
+            "task_dep": [f"php_patch:{build.id}"],
+            "targets": [build.script, build.state / "configured.json", build.src / "Makefile"],
+            "uptodate": [config_changed({"script": script_text,
+                                         "configure_patches": configure_patches(build)})],
             "doc": f"configure {build.id} with {tools.name} {tools.version}",
         }
 

@@ -6,6 +6,8 @@ from . import builds
 
 def stages_of(build_id: str) -> list[str]:
     stages = ["php_smoke", "php_aot"]
+    if settings.optimize_enabled():
+        stages.append("php_smoke_optimized")  # which needs php_optimize
     if remote_cache.address():
         stages.append("php_cache_push")
     if settings.images_enabled():

@@ -1,7 +1,9 @@
 """make: compile the configured tree with `wl-build make -j<cores>`.
 
-Make's own outputs are removed first: a link killed half-way leaves a file that
-make would otherwise call up to date. The stamp is written only on success.
+Every make starts from `make clean`: PHP's makefiles do not track headers, so after a
+series edit or an interrupted link, objects make calls up to date may be stale. The
+compiler cache (ccache, content-keyed) turns the recompile of unchanged files into
+cache hits. The stamp is written only on success.
 """
 from kiln import atomic, process, settings
 from kiln.fetch import file_sha256
@@ -36,7 +38,8 @@ def task_php_make():
             "name": build.id,
             # Job count is not an input: it changes how fast, not what is built.
             "actions": [(_make, [build, outputs, settings.jobs()])],
-            "file_dep": [build.state / "configured.json"],
+            # The patched tree too: a C-only series edit skips configure and comes here.
+            "file_dep": [build.state / "configured.json", build.patched_stamp],
             "targets": [build.state / "built.json"],
             "doc": f"compile {build.id}",
         }

@@ -1,11 +1,11 @@
 """patch: bring the build tree back to the pristine release, then apply the release's series.
 
 The tree is refreshed in place rather than copied anew: only files that differ from the
-pristine tree (the ones the previous series patched) are rewritten. zig's compiler cache
-recognises a source file by its inode and mtime, so a fresh copy of all ~23,000 files would
-make every object a cache miss; refreshed in place, a one-patch edit recompiles only what
-that patch touches. The stamp is removed first and written last, so an interrupted run is
-redone in full next time.
+pristine tree (the ones the previous series patched) are rewritten, and configure's output
+(Makefile, config headers) stays. A series edit that touches only C sources therefore goes
+straight to make, where ccache (content-keyed) recompiles only what the edit changed; zig's
+own cache, which knows files by inode and mtime, also keeps most of its hits. The stamp is
+removed first and written last, so an interrupted run is redone in full next time.
 """
 import os
 import shutil
@@ -59,7 +59,7 @@ def task_php_patch():
     """Build tree for one build: the pristine release + the patches whose range covers it."""
     recipe = php()
     for build in builds():
-        series = recipe.patches_for(build.version)
+        series = recipe.patches_for(build.version, build.flavour)
         yield {
             "name": build.id,
             "actions": [(_patch, [build, series])],

@@ -7,6 +7,7 @@ compared before the task calls itself done; `published.json` records the digests
 while the registry still serves those digests.
 """
 import json
+import os
 
 from doit.tools import config_changed
 
@@ -31,7 +32,9 @@ def _registry() -> oci.Registry:
     if not address:
         raise KilnError("KILN_REGISTRY is not set: set it to the registry's host:port to publish "
                         "(scripts/services.sh starts one on 127.0.0.1:5000)")
-    return oci.Registry(address)
+    # The same credentials the remote build cache uses; unset: anonymous (a loopback registry).
+    return oci.Registry(address, os.environ.get("KILN_REGISTRY_USER"),
+                        os.environ.get("KILN_REGISTRY_PASSWORD"))
 
 
 @user_errors
@@ -76,7 +79,8 @@ def still_published(build: Build) -> bool:
     """doit `uptodate` check: every recorded reference still resolves to its digest."""
     try:
         record = json.loads(published_path(build).read_text())
-        registry = oci.Registry(record["registry"], timeout=10)
+        registry = oci.Registry(record["registry"], os.environ.get("KILN_REGISTRY_USER"),
+                                os.environ.get("KILN_REGISTRY_PASSWORD"), timeout=10)
         if record["registry"] != settings.registry():
             return False
         for entry in [*record["images"].values(), *record["modules"].values()]:

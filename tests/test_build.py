@@ -44,11 +44,10 @@ def test_every_smoke_check_passed(php_builds, version):
     assert ("fiber" in names) == version.startswith("8.")
 
 
-def test_a_second_run_executes_nothing_and_is_fast(php_builds):
-    _, tasks, _, seconds = doit(*TARGETS)
+def test_a_second_run_executes_nothing(php_builds):
+    # How fast a no-op is belongs to bench/graph.py, not to a timed assertion here.
+    _, tasks, _, _ = doit(*TARGETS)
     assert tasks and actions_ran(tasks) == set()
-    # Whole-process time (interpreter start included); the 2 s budget is per version.
-    assert seconds < 2 * len(TARGETS), seconds
 
 
 def test_every_release_of_the_recipe_is_in_the_graph():
@@ -69,7 +68,9 @@ def test_editing_an_8x_patch_rebuilds_only_8x_from_the_patch_step(php_builds):
         eight_only.file.write_bytes(original)
     ran = actions_ran(tasks)
     eights = [v for v in TESTABLE if v.startswith("8.")]
-    assert {f"php_{stage}:{v}" for stage in ("patch", "configure", "make") for v in eights} <= ran
+    assert {f"php_{stage}:{v}" for stage in ("patch", "make") for v in eights} <= ran
+    # The patch touches a C source only: configure's output cannot change, so it is not rerun.
+    assert not any(name.startswith("php_configure:") for name in ran), ran
     assert not any(name.endswith(":7.4.33") for name in ran), ran
     assert not any(name.startswith(("php_download", "php_extract")) for name in ran), ran
     # Back to the committed patch: rebuilt again, and then up to date.
@@ -110,6 +111,22 @@ def test_changing_toolchain_flags_would_rebuild_every_compiled_output(php_builds
         assert "status     : up-to-date" in same
         untouched = plain("info", f"php_patch:{version}", env={"KILN_CFLAGS": "-DKILN_PROBE=1"}).stdout
         assert "status     : up-to-date" in untouched
+
+
+def test_two_jobs_rebuild_the_matrix_safely(php_builds):
+    """`doit -n 2` (doit's default process pool) from the patch step on, both releases at once:
+    every stage runs, the modules come out byte-identical, and the store says all is done."""
+    from doit_run import plain
+    modules = [BUILDS[v].module(m, aot=aot) for v in TESTABLE for m in PHP.outputs for aot in (False, True)]
+    before = {m: m.read_bytes() for m in modules}
+    stages = [f"php_{s}:{v}" for v in TESTABLE for s in ("patch", "configure", "make", "collect", "aot", "smoke")]
+    assert plain("forget", *stages).returncode == 0
+    _, tasks, output, _ = doit("-n", "2", *TARGETS)
+    assert set(stages) <= actions_ran(tasks), output[-3000:]
+    changed = [str(m) for m in modules if m.read_bytes() != before[m]]
+    assert changed == [], changed
+    _, tasks, _, _ = doit(*TARGETS)
+    assert actions_ran(tasks) == set()
 
 
 def test_a_missing_toolchain_fails_with_one_line(tmp_path):

@@ -136,6 +136,9 @@ def test_no_engine_is_a_one_line_failure(tmp_path):
 
 
 def test_layers_are_reproducible():
+    """Unit level: the same layer entries in any order give the same tar, gzip and digest.
+    That two real `doit php_image` builds give the same wasip1/wasm manifest digest is
+    tests/test_image_faults.py::test_the_wasm_image_digest_is_the_same_on_every_build."""
     entries = [oci.Entry("b/file", tarfile.REGTYPE, 0o644, b"x" * 100),
                oci.Entry("a.wasm", tarfile.REGTYPE, 0o755, b"\0asm")]
     first = oci.write_layer(entries, 1700000000)

@@ -1,3 +1,5 @@
+import re
+import shutil
 import textwrap
 
 import pytest
@@ -69,6 +71,42 @@ def test_patches_follow_their_version_ranges(tmp_path):
     assert r.configure_args("8.3.8", "default") == ["--disable-all", "--disable-fiber-asm", "--enable-cli"]
 
 
+def test_a_patch_can_ask_for_configure_to_be_regenerated_in_its_range(tmp_path):
+    body = GOOD.replace('when = "@7.4"', 'when = "@7.4"\nregenerates_configure = true')
+    r = recipe.load(write_recipe(tmp_path, body, ["everyone.patch", "eight-only.patch", "seven-four.patch"]))
+    assert r.regenerates_configure("7.4.33")
+    assert not r.regenerates_configure("8.2.32")
+    php = recipe.language("php")   # the OPcache patches edit config.m4: 8.2's wordpress flavour only
+    assert php.regenerates_configure("8.2.32", "wordpress")
+    assert not php.regenerates_configure("8.2.32") and not php.regenerates_configure("7.4.33")
+
+
+def test_a_patch_can_be_limited_to_flavours(tmp_path):
+    body = GOOD.replace('when = "@7.4"', 'when = "@7.4"\nflavours = ["fast"]') + \
+        '\n[flavours.fast]\nconfigure = ["--enable-fast"]\n'
+    r = recipe.load(write_recipe(tmp_path, body, ["everyone.patch", "eight-only.patch", "seven-four.patch"]))
+    assert [p.name for p in r.patches_for("7.4.33")] == ["everyone.patch"]
+    assert [p.name for p in r.patches_for("7.4.33", "fast")] == ["everyone.patch", "seven-four.patch"]
+    bad = body.replace('flavours = ["fast"]', 'flavours = ["slow"]')
+    path = write_recipe(tmp_path / "bad", bad, ["everyone.patch", "eight-only.patch", "seven-four.patch"])
+    with pytest.raises(KilnError, match=r"recipe.toml:\d+: patch seven-four.patch: unknown flavour 'slow'"):
+        recipe.load(path)
+
+
+def test_regenerating_configure_names_autoconf_or_says_how_to_get_it(monkeypatch, tmp_path):
+    from kiln import toolchain
+    toolchain.autoconf_version.cache_clear()
+    if shutil.which("autoconf"):
+        assert re.fullmatch(r"autoconf \d+\.\d+\S*", toolchain.autoconf_version())
+        toolchain.autoconf_version.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path))   # an empty folder: no autoconf on it
+    try:
+        with pytest.raises(KilnError, match=r"autoconf is not installed.*apt-get install autoconf"):
+            toolchain.autoconf_version()
+    finally:
+        toolchain.autoconf_version.cache_clear()
+
+
 def test_unknown_version_lists_the_known_ones():
     with pytest.raises(KilnError, match=r"unknown php version '9.9.9': known versions are 7.4.32, .*8.4.1"):
         recipe.language("php").check_version("9.9.9")
@@ -86,6 +124,8 @@ def test_unknown_flavour_is_named():
         (('when = "@8.0:"\nargs', 'when = "8.0:"\nargs'), "must start with '@'", 16),
         (('file = "eight-only.patch"', 'file = "missing.patch"'), "missing.patch does not exist", 23),
         (("name = \"php\"", "name = \"php\"\ncolour = 1"), "unknown key .colour.", 2),
+        (('when = "@7.4"', 'when = "@7.4"\nregenerates_configure = "yes"'),
+         "regenerates_configure. must be a bool", 28),
         (('url = "https', 'url = https'), "not valid TOML", None),
     ],
 )

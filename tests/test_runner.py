@@ -134,6 +134,13 @@ def test_env_is_exactly_what_is_given(tool, monkeypatch):
     assert sorted(env_lines) == ["env:A=1", "env:B=x=y", "envc=2"]
 
 
+def test_a_non_utf8_environment_value_is_named(tool):
+    # Raw bytes from a header, surrogate-escaped the way os.fsdecode does.
+    with pytest.raises(runner.RunnerError, match="environment variable HTTP_COOKIE is not valid UTF-8"):
+        runner.run(tool, ["tool", "args"], env={"HTTP_COOKIE": b"a=\xff".decode("utf-8", "surrogateescape")})
+    assert runner.run(tool, ["tool", "args"], env={"A": "ü"}).exit_code == 0
+
+
 def test_stdin_round_trip_and_separate_stderr(tool):
     data = bytes(range(256)) * 100
     r = runner.run(tool, ["tool", "echo"], stdin=data)

@@ -526,6 +526,22 @@ def test_ini_file_and_settings_are_merged(started, site, tmp_path):
     assert text.rstrip().endswith("memory_limit = 64M")
 
 
+def test_opcache_file_cache_gets_its_own_folder_created_if_missing(started, site, tmp_path):
+    cache = tmp_path / "state" / "opcache"
+    s, c = fake(started, site, opcache_dir=cache)
+    assert cache.is_dir()
+    text = Path(env_of(c.get("/env.php")[2])["PHPRC"], "php.ini").read_text()
+    assert f'opcache.file_cache = "{cache.resolve()}"' in text   # native: guest path = host path
+    assert "opcache.enable = 1" in text and "opcache.file_cache_only = 1" in text
+    # Settings the user gives come later, so they win.
+    s, c = fake(started, site, ini={"opcache.enable": "0"})
+    text = Path(env_of(c.get("/env.php")[2])["PHPRC"], "php.ini").read_text()
+    assert text.index("opcache.enable = 1") < text.rindex("opcache.enable = 0")
+    s, c = fake(started, site, opcache=False)
+    text = Path(env_of(c.get("/env.php")[2])["PHPRC"], "php.ini").read_text()
+    assert "opcache" not in text
+
+
 def test_tls(started, site, tmp_path):
     if not shutil.which("openssl"):
         pytest.skip("no openssl command to make a test certificate")

@@ -55,3 +55,27 @@ def test_the_real_releases_verify_against_the_php_release_keys(version):
     signer = signature.verify(archive, archive.with_name(archive.name + ".asc"),
                               language("php").folder / "release-keys.asc")
     assert "@" in signer or "php" in signer.lower()
+
+
+def test_a_bad_signature_condemns_tarball_and_signature(signed, tmp_path, monkeypatch):
+    """The download stage itself: the pinned bytes arrive with a signature by someone else;
+    the stage fails with one line and keeps neither file, so the next run fetches both anew."""
+    import hashlib
+
+    from doit.exceptions import TaskFailed
+
+    from tasks.download import _download
+
+    archive, asc, _ = signed
+    mirror, sources = tmp_path / "mirror", tmp_path / "sources"
+    mirror.mkdir()
+    (mirror / archive.name).write_bytes(archive.read_bytes())
+    (mirror / asc.name).write_bytes(asc.read_bytes())
+    monkeypatch.setenv("KILN_SOURCES", str(sources))
+    php_keys = language("php").folder / "release-keys.asc"
+    sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
+    result = _download(archive.name, sha256, [], [str(mirror)], php_keys)
+    assert isinstance(result, TaskFailed)
+    message = result.message.strip()
+    assert message.startswith("kiln: ") and "\n" not in message and "tampered with" in message
+    assert sorted(p.name for p in sources.iterdir() if not p.name.startswith(".")) == []

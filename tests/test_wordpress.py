@@ -4,15 +4,19 @@ One site per test run, built by doit like everything else (`php_smoke:8.2.32-wor
 smoke checks prove the libraries, and `wordpress_docroot`), served from a fresh copy of the
 docroot with wp-content/ granted writable. The tests run in file order, each on the state the
 previous one left: install over HTTP, front page, login, upload, restart, headless browser.
+Then OPcache's file cache (built into this flavour): filled by the first pages, read by later
+fresh instances, and safe when concurrent instances race on a cold cache.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
 import subprocess
 import tempfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -49,6 +53,7 @@ class Site:
     def __init__(self, root: Path, module: Path):
         self.root, self.module = root, module
         self.docroot = wordpress.fresh_copy(root / "docroot")
+        self.opcache = root / "opcache"   # kept across the restart, like a deployment would
         self.log = open(root / "server.log", "a")
         self.port = 0
         self.server: Server | None = None
@@ -58,7 +63,7 @@ class Site:
     def start(self) -> None:
         config = ServerConfig(
             docroot=self.docroot, module=self.module, docroot_guest=GUEST_DOCROOT,
-            port=self.port, timeout=TIMEOUT, access_log=self.log,
+            port=self.port, timeout=TIMEOUT, access_log=self.log, opcache_dir=self.opcache,
             mounts=[Mount(self.docroot / wordpress.WRITABLE, f"{GUEST_DOCROOT}/{wordpress.WRITABLE}", True)])
         self.server = Server(config).start()
         self.port = self.server.port  # the restart binds the same one: WordPress keeps its URL
@@ -90,10 +95,15 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site():
+def module():
     doit(f"php_smoke:{BUILD.id}", "wordpress_docroot")
     module = BUILD.module("php-cgi", aot=True)
     assert module.is_file(), module
+    return module
+
+
+@pytest.fixture(scope="module")
+def site(module):
     root = Path(tempfile.mkdtemp(prefix="kiln-wordpress-"))
     site = Site(root, module)
     site.start()
@@ -210,3 +220,101 @@ def test_a_headless_browser_renders_the_front_page(site, tmp_path):
     assert title.group(1).strip().startswith(TITLE)
     # The page the browser built holds the posts, so its HTML came through whole.
     assert POST_TITLE in result.stdout and "Hello world!" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# OPcache's file cache
+
+
+def cached_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.php.bin"))
+
+
+def test_the_first_pages_fill_the_file_cache(site):
+    entries = cached_files(site.opcache)
+    names = {p.name for p in entries}
+    # WordPress's own files and the SQLite plugin, each compiled once and kept.
+    assert len(entries) > 100, (len(entries), site.server_log())
+    assert {"wp-settings.php.bin", "class-wp-query.php.bin", "db.php.bin"} <= names, sorted(names)[:50]
+    assert all(p.stat().st_size > 0 for p in entries)
+    # Inside the page: OPcache is on, in file-cache-only mode, at the granted folder.
+    probe = site.docroot / "kiln-opcache.php"
+    probe.write_text("<?php header('Content-Type: application/json');\n"
+                     "$c = opcache_get_configuration()['directives'];\n"
+                     "echo json_encode(['enable' => $c['opcache.enable'],"
+                     " 'only' => $c['opcache.file_cache_only'], 'dir' => $c['opcache.file_cache']]);\n")
+    try:
+        response = site.get("/kiln-opcache.php")
+    finally:
+        probe.unlink()
+    assert response.status_code == 200, (response.text[:2000], site.server_log())
+    assert response.json() == {"enable": True, "only": True, "dir": "/.opcache"}
+
+
+def test_later_instances_run_scripts_from_the_file_cache(module, tmp_path):
+    """Proof that a fresh instance reads the cache: with timestamps not checked, a script whose
+    source changed still runs its cached compiled form; with them checked (the server's
+    default, so WordPress's updates are seen), the new source runs."""
+    docroot, cache = tmp_path / "www", tmp_path / "opcache"
+    docroot.mkdir()
+    script = docroot / "v.php"
+
+    def serve(**ini) -> Server:
+        # OPcache does not cache a file changed in the last 2 s (it may still be being
+        # written); these are written just before.
+        ini["opcache.file_update_protection"] = "0"
+        return Server(ServerConfig(docroot=docroot, module=module, port=0, access_log=None,
+                                   opcache_dir=cache, ini=ini)).start()
+
+    def fetch(server: Server) -> str:
+        response = requests.get(f"{server.url}/v.php", timeout=TIMEOUT)
+        assert response.status_code == 200, response.text
+        return response.text
+
+    script.write_text("<?php echo 'first';\n")
+    server = serve(**{"opcache.validate_timestamps": "0"})
+    try:
+        assert fetch(server) == "first"
+        assert [p.name for p in cached_files(cache)] == ["v.php.bin"]
+        script.write_text("<?php echo 'second, and longer';\n")
+        # OPcache compares whole seconds: make the change visible whatever the clock did.
+        later = script.stat().st_mtime + 10
+        os.utime(script, (later, later))
+        assert fetch(server) == "first"   # compiled form from the file, in a new instance
+    finally:
+        server.stop()
+    server = serve()
+    try:
+        assert fetch(server) == "second, and longer"
+        assert fetch(server) == "second, and longer"
+    finally:
+        server.stop()
+
+
+def test_concurrent_instances_on_a_cold_cache_all_answer_whole_pages(site, module, tmp_path):
+    """Eight front pages at once on an empty cache: the instances race to store the same
+    entries (O_CREAT|O_EXCL; readers check size and checksum). Every page must be whole,
+    on the cold wave and on the warm one after it."""
+    cache = tmp_path / "opcache"
+    config = ServerConfig(
+        docroot=site.docroot, module=module, docroot_guest=GUEST_DOCROOT, port=0,
+        timeout=TIMEOUT, access_log=site.log, opcache_dir=cache, workers=8,
+        mounts=[Mount(site.docroot / wordpress.WRITABLE, f"{GUEST_DOCROOT}/{wordpress.WRITABLE}", True)])
+    server = Server(config).start()
+
+    def front(_: int) -> tuple[int, str]:
+        response = requests.get(f"{server.url}/", timeout=TIMEOUT * 2)
+        return response.status_code, response.text
+
+    try:
+        for wave in ("cold", "warm"):
+            with ThreadPoolExecutor(8) as pool:
+                pages = list(pool.map(front, range(8)))
+            for status, text in pages:
+                assert status == 200, (wave, status, text[:2000], site.server_log())
+                assert "Hello world!" in text and POST_TITLE in text, (wave, text[-2000:])
+                assert f"<title>{TITLE}" in text and text.rstrip().endswith("</html>"), wave
+            if wave == "cold":
+                assert len(cached_files(cache)) > 100
+    finally:
+        assert server.stop(), "requests were still running at shutdown"
