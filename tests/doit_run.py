@@ -38,3 +38,16 @@ def plain(*args: str, env: dict | None = None):
     """doit without the JSON reporter: what a user sees."""
     return subprocess.run([sys.executable, "-m", "doit", *args], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, **(env or {})})
+
+
+def images_dodo(output: Path) -> Path:
+    """A dodo file with only the image and publish tasks, its store in `output`: the build
+    chain's tasks are absent, so a prepared bin/ folder is taken as it is."""
+    dodo = output / "dodo_images.py"
+    if not dodo.exists():
+        dodo.write_text(
+            "from tasks.image import task_php_image  # noqa: F401\n"
+            "from tasks.publish import task_php_publish  # noqa: F401\n"
+            f"DOIT_CONFIG = {{'backend': 'sqlite3', 'dep_file': {str(output / '.doit.sqlite3')!r},"
+            " 'verbosity': 2}\n")
+    return dodo

@@ -31,6 +31,7 @@ import pytest
 from kiln import images, oci
 from kiln.layout import Build
 
+from doit_run import images_dodo
 from services import docker_host, registry_address  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +59,7 @@ def _env(output: Path, **extra) -> dict:
 
 
 def _doit_command(output: Path, *args: str) -> list[str]:
-    dodo = output / "dodo_images.py"
-    if not dodo.exists():
-        dodo.write_text(
-            "from tasks.image import task_php_image  # noqa: F401\n"
-            "from tasks.publish import task_php_publish  # noqa: F401\n"
-            f"DOIT_CONFIG = {{'backend': 'sqlite3', 'dep_file': {str(output / '.doit.sqlite3')!r},"
-            " 'verbosity': 2}\n")
+    dodo = images_dodo(output)
     command = args[0] if args[0] in ("run", "list") else "run"
     rest = args[1:] if args[0] == command else args
     return [sys.executable, "-m", "doit", command, "-f", str(dodo), *rest]

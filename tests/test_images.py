@@ -23,6 +23,7 @@ from kiln import images, oci, runner, settings, shimrun
 from kiln.errors import KilnError
 from kiln.layout import Build
 
+from doit_run import images_dodo
 from services import docker_host, registry_address  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,13 +46,7 @@ def _doit_env(output: Path, **extra) -> dict:
 def run_doit(output: Path, *args: str, **env) -> subprocess.CompletedProcess:
     """doit on a dodo file holding only the image and publish tasks (the build chain's tasks
     are absent, so the prepared bin/ folder is taken as it is)."""
-    dodo = output / "dodo_images.py"
-    if not dodo.exists():
-        dodo.write_text(
-            "from tasks.image import task_php_image  # noqa: F401\n"
-            "from tasks.publish import task_php_publish  # noqa: F401\n"
-            f"DOIT_CONFIG = {{'backend': 'sqlite3', 'dep_file': {str(output / '.doit.sqlite3')!r},"
-            " 'verbosity': 2}\n")
+    dodo = images_dodo(output)
     return subprocess.run([sys.executable, "-m", "doit", "-f", str(dodo), *args],
                           cwd=ROOT, env=_doit_env(output, **env), capture_output=True, text=True,
                           timeout=900)
