@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -38,6 +39,7 @@ def main() -> None:
                         help="do not measure: re-render the builds' existing bench.json")
     ns = parser.parse_args()
     sections = []
+    load_before = os.getloadavg()[0]
     for version in ns.versions:
         build = Build("php", version, "default")
         modules = {name: {"wasm": build.module(name), "aot": build.module(name, aot=True)}
@@ -55,8 +57,9 @@ def main() -> None:
     body = (f"`bench/php.py --rounds {rounds}` on {platform.machine()}, "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}; native = Debian php8.2-cli with `-n`, "
             "wasm = the build's precompiled module in Kiln's runner (in process). Ratios are "
-            "wasm / native, lower is better; the machine was shared with builds, so compare "
-            "ratios, not seconds.\n\n" + "\n".join(sections))
+            f"wasm / native, lower is better. Load average {load_before:.1f} before the run and "
+            f"{os.getloadavg()[0]:.1f} after it on {os.cpu_count()} cores: compare ratios, "
+            "not seconds.\n\n" + "\n".join(sections))
     write_section("PHP speed", body)
     print("docs/benchmarks.md: PHP speed section updated")
 

@@ -55,6 +55,8 @@ class Flavour:
     configure: tuple[str, ...]
     libraries: tuple[str, ...] = ()
     when: VersionRange = ANY
+    # Appended to the toolchain's C flags for this flavour's PHP (clang keeps the last -O).
+    cflags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def load(path: Path | str) -> Recipe:
         if not _NAME.match(flavour):
             check.fail(f"flavour name {flavour!r} must be lowercase letters, digits, - or _", header)
         _expect(check, entry, dict, header, header)
-        unknown = set(entry) - {"description", "configure", "libraries", "when"}
+        unknown = set(entry) - {"description", "configure", "libraries", "when", "cflags"}
         if unknown:
             check.fail(f"flavour {flavour}: unknown key(s) {', '.join(sorted(unknown))}", header)
         flavours[flavour] = Flavour(
@@ -265,6 +267,7 @@ def load(path: Path | str) -> Recipe:
             configure=_string_list(check, entry.get("configure", []), "configure", header),
             libraries=_string_list(check, entry.get("libraries", []), "libraries", header),
             when=_range(check, entry.get("when", "@:"), header),
+            cflags=_string_list(check, entry.get("cflags", []), "cflags", header, "cflags"),
         )
     if "default" not in flavours:
         check.fail("a [flavours.default] table is required", "[flavours")

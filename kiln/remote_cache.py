@@ -35,6 +35,10 @@ def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
         "shim": {p.name: file_sha256(p) for p in sorted(shim.iterdir()) if p.is_file()},
         "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
         "configure": recipe.configure_args(build.version, build.flavour),
+        "flavour_cflags": list(recipe.check_flavour(build.flavour).cflags),
+        # A series that edits config.m4 has configure regenerated: by this autoconf.
+        "autoconf": (toolchain.autoconf_version()
+                     if recipe.regenerates_configure(build.version, build.flavour) else None),
         "make_targets": recipe.settings.get("make_targets", []),
         "vm": [recipe.vm_kind(build.version, build.flavour),
                list(recipe.vm(build.version, build.flavour).execute_cflags)],

@@ -41,6 +41,7 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
         make_targets=recipe.settings.get("make_targets", []),
         vm_kind=recipe.vm_kind(build.version, build.flavour),
         execute_cflags=recipe.vm(build.version, build.flavour).execute_cflags,
+        flavour_cflags=recipe.check_flavour(build.flavour).cflags,
         vm_files=VM_FILES,
         epoch=settings.source_date_epoch(),
         autoconf=autoconf,

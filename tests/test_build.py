@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 from doit_run import doit, executed
-from kiln import recipe, runner
+from kiln import recipe, runner, settings
 from kiln.layout import Build
 
 pytestmark = pytest.mark.slow
@@ -33,6 +35,16 @@ def test_the_module_prints_its_version_in_wasmtime(php_builds, version):
     for aot in (False, True):
         result = runner.run(php_builds[version].module("php", aot=aot), ["php", "-r", "echo PHP_VERSION;"])
         assert (result.exit_code, result.stdout.decode()) == (0, version)
+
+
+@pytest.mark.parametrize("version", TESTABLE)
+def test_the_modules_name_no_folder_of_this_machine(php_builds, version):
+    """Another checkout (or CI) must build the same bytes: neither the project's folder nor
+    the toolchain's (the venv's zig) may end up in a module, e.g. in phpinfo's configure line."""
+    folders = {str(settings.ROOT), sys.prefix, str(Path(sys.executable).resolve().parent.parent)}
+    for name in PHP.outputs:
+        data = php_builds[version].module(name).read_bytes()
+        assert [f for f in folders if f.encode() in data] == [], name
 
 
 @pytest.mark.parametrize("version", TESTABLE)

@@ -1,5 +1,6 @@
 """The optimized modules (kiln/optimize.py, tasks/optimize.py): export trimming, wasm-opt's
-flags and options, a real wasm-opt run on a small module, and (slow) PHP 8.2.32 under budget."""
+flags and options, a real wasm-opt run on a small module, and (slow) PHP 8.2.32's small
+flavour under budget."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import pytest
 from kiln import optimize, runner, toolchain, wasmfile
 from kiln.errors import KilnError
 
-# docs/images.md, "Optimized modules": the issue's target is 3.5 MB; what wasm-opt alone
-# reaches is stated there, and this is the figure the build must keep (or beat).
-PHP_BUDGET = 3_900_000
+# The issue's target for php.wasm, met by the small flavour (-Oz) through php_optimize
+# (docs/images.md, "Optimized modules").
+PHP_BUDGET = 3_500_000
 
 SOURCE = r"""
 #include <stdio.h>
@@ -100,12 +101,12 @@ def test_a_missing_wasm_opt_names_the_fix(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_php_8_2_optimized_is_under_budget_and_passes_smoke():
+def test_php_8_2_small_optimized_is_under_budget_and_passes_smoke():
     from doit_run import doit
     from kiln.layout import Build
 
-    build = Build("php", "8.2.32", "default")
-    doit("php_smoke_optimized:8.2.32", env={"KILN_WAIT_FOR_LOCK": "1"})
+    build = Build("php", "8.2.32", "small")
+    doit("php_smoke_optimized:8.2.32-small", env={"KILN_WAIT_FOR_LOCK": "1"}, timeout=5400)
     record = json.loads((build.root / "optimized.json").read_text())
     php = record["modules"]["php"]
     assert php["after"] == (build.bin / "php.opt.wasm").stat().st_size <= PHP_BUDGET

@@ -127,6 +127,8 @@ def test_unknown_flavour_is_named():
         (('when = "@7.4"', 'when = "@7.4"\nregenerates_configure = "yes"'),
          "regenerates_configure. must be a bool", 28),
         (('url = "https', 'url = https'), "not valid TOML", None),
+        (('configure = ["--enable-cli"]', 'configure = ["--enable-cli"]\ncflags = "-Oz"'),
+         "cflags must be a list", 33),
     ],
 )
 def test_malformed_recipes_name_file_and_line(tmp_path, change, message, line):
@@ -226,3 +228,24 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
     assert remote_cache.key(build, flagged, tools) != keys["SWITCH"]
     # CALL puts the release's generated VM back, from the pristine tree.
     assert f"PRISTINE={build.pristine}" in scripts["CALL"] and "zend_vm_execute.h" in scripts["CALL"]
+
+
+def test_a_flavours_cflags_reach_its_script_and_its_cache_key():
+    """A flavour that only changes C flags (e.g. -Oz for size) is another build: another
+    tracked script, so php_configure reruns, and another remote-cache key."""
+    import dataclasses
+
+    from kiln import remote_cache, toolchain
+    from kiln.layout import Build
+    from tasks import configure
+
+    tools = toolchain.Toolchain(name="zig", version="0.0", cc=["zig", "cc"], ar=["zig", "ar"],
+                                ranlib=["zig", "ranlib"], nm=["nm"], cflags=["-O2", "-g0"])
+    php = recipe.language("php")
+    build = Build("php", "8.2.32", "default")
+    small = dataclasses.replace(php, flavours={
+        **php.flavours, "default": dataclasses.replace(php.flavours["default"], cflags=("-Oz",))})
+    plain, sized = (configure.render_script(build, tools, r) for r in (php, small))
+    assert "CFLAGS='-O2 -g0'\n" in plain
+    assert "CFLAGS='-O2 -g0 -Oz'\n" in sized
+    assert remote_cache.key(build, php, tools) != remote_cache.key(build, small, tools)

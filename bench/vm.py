@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""PHP VM kinds and Wasmtime settings, side by side: native PHP against any number of wasm
+variants of the same release, in one run, as ratios.
+
+    .venv/bin/python bench/vm.py --src build-output/php/php-8.2.32/src \\
+        CALL=build-output/php/php-8.2.32/bin/php.wasm \\
+        SWITCH=/elsewhere/php.wasm \\
+        "SWITCH, no epochs=/elsewhere/php.wasm+epoch_interruption=false"
+
+A variant is LABEL=MODULE.wasm[+SETTING=VALUE...]. A SETTING is a wasmtime.Config attribute
+(as in kiln.runner.ENGINE_SETTINGS, which it overrides) or `cranelift.FLAG` for a Cranelift
+flag. Each variant is compiled once, in its own process, with its settings; then every round
+runs native `php -n` and each variant once, in that order, so load on the machine hits them
+alike. Each run is a fresh process that maps the precompiled code (Kiln's runner, in
+process): the time is instantiation plus the script, as in bench/php.py.
+
+The table (median of --rounds, ratio to native and to the first variant) is printed and
+replaces the "VM and engine variants" section of docs/benchmarks.md unless --no-docs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SECTION = "VM and engine variants"
+
+
+def parse_variant(text: str) -> tuple[str, Path, dict]:
+    label, sep, rest = text.partition("=")
+    if not sep or not rest:
+        raise SystemExit(f"bench/vm.py: variant {text!r} is not LABEL=MODULE.wasm[+SETTING=VALUE...]")
+    module, *pairs = rest.split("+")
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"bench/vm.py: setting {pair!r} of {label!r} is not SETTING=VALUE")
+        settings[key] = {"true": True, "false": False}.get(value.lower(),
+                                                          int(value) if value.isdigit() else value)
+    path = Path(module)
+    if not path.is_file():
+        raise SystemExit(f"bench/vm.py: {path} does not exist (variant {label!r})")
+    return label, path, settings
+
+
+def _engine_for(settings: dict):
+    """Kiln's engine with the variant's settings over it (this worker process only)."""
+    from kiln import runner
+    cranelift = {k.removeprefix("cranelift."): v for k, v in settings.items() if k.startswith("cranelift.")}
+    runner.ENGINE_SETTINGS.update({k: v for k, v in settings.items() if not k.startswith("cranelift.")})
+    if cranelift:
+        import wasmtime
+        config = wasmtime.Config()
+        for name, value in runner.ENGINE_SETTINGS.items():
+            setattr(config, name, value)
+        for name, value in cranelift.items():
+            config.cranelift_flag_set(name, str(value).lower())
+        runner._engine = wasmtime.Engine(config)
+    return runner.make_engine()
+
+
+def worker(ns) -> None:
+    """One variant in this process: compile to ns.cache (if absent), or run the script once."""
+    import wasmtime
+
+    from kiln import atomic, runner
+    settings = json.loads(ns.settings)
+    engine = _engine_for(settings)
+    if ns.worker == "compile":
+        started = time.monotonic()
+        data = wasmtime.Module.from_file(engine, ns.module).serialize()
+        atomic.write_bytes(Path(ns.cache), data)
+        print(json.dumps({"compile": time.monotonic() - started}))
+        return
+    module = wasmtime.Module.deserialize_file(engine, ns.cache)
+    zend = Path(ns.src) / "Zend"
+    result = runner.run(module, ["php", f"/zend/{ns.script}"], preopens=[runner.Preopen(zend, "/zend", False)])
+    if result.exit_code != 0:
+        raise SystemExit(f"{ns.module} {ns.script} exited {result.exit_code}: {result.stderr[-300:]!r}")
+    print(json.dumps({"seconds": result.duration}))
+
+
+def _worker_call(mode: str, module: Path, settings: dict, cache: Path, src: Path, script: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", mode, "--module", str(module),
+                          "--settings", json.dumps(settings), "--cache", str(cache), "--src", str(src),
+                          "--script", script], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"bench/vm.py: {mode} of {module} failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", help="LABEL=MODULE.wasm[+SETTING=VALUE...]")
+    parser.add_argument("--src", type=Path, help="the release's source tree (its Zend/ benchmarks)")
+    parser.add_argument("--script", default="bench.php", help="a script in Zend/: bench.php, micro_bench.php")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--worker", choices=["compile", "run"], help=argparse.SUPPRESS)
+    parser.add_argument("--module", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.worker:
+        return worker(ns)
+    if not ns.variants or ns.src is None:
+        parser.error("give --src and at least one variant")
+
+    from kiln import compare
+    php = compare.native_php()
+    variants = [parse_variant(text) for text in ns.variants]
+    script = ns.src / "Zend" / ns.script
+    if not script.is_file():
+        raise SystemExit(f"bench/vm.py: {script} does not exist: give the release's extracted tree as --src")
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="kiln-vm-bench-") as scratch:
+        caches, compile_seconds = [], []
+        for index, (label, module, settings) in enumerate(variants):
+            cache = Path(scratch) / f"{index}.cwasm"
+            print(f"compiling {label} ...", flush=True)
+            compile_seconds.append(_worker_call("compile", module, settings, cache, ns.src, ns.script)["compile"])
+            caches.append(cache)
+        native, runs = [], [[] for _ in variants]
+        for round_ in range(ns.rounds):
+            native.append(compare._native(php, [str(script)]))
+            for index, (label, module, settings) in enumerate(variants):
+                runs[index].append(_worker_call("run", module, settings, caches[index], ns.src, ns.script)["seconds"])
+            print(f"round {round_ + 1}/{ns.rounds}: native {native[-1]:.3f} s, "
+                  + ", ".join(f"{v[0]} {r[-1]:.3f} s" for v, r in zip(variants, runs)), flush=True)
+    base = statistics.median(native)
+    first = statistics.median(runs[0])
+    lines = [f"| variant | module | compile | median {ns.script} | x native | x {variants[0][0]} |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| native `php -n` | | | {base:.3f} s | 1.00 | |"]
+    for (label, module, settings), seconds, compiled in zip(variants, runs, compile_seconds):
+        median = statistics.median(seconds)
+        lines.append(f"| {label} | {module.stat().st_size / 1e6:.2f} MB | {compiled:.1f} s | {median:.3f} s "
+                     f"| {median / base:.2f} | {median / first:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    if ns.no_docs:
+        return
+    from graph import write_section
+    body = (f"`bench/vm.py --rounds {ns.rounds} --script {ns.script}` on {platform.machine()}, "
+            f"{time.strftime('%Y-%m-%d', time.gmtime())}, load average {load_before:.1f} before and "
+            f"{os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores. Native = `{php} -n`; each "
+            "variant precompiled once with its settings, then run as a fresh process per round "
+            "(instantiation + script, Kiln's runner), alternating with native. Settings after `+` "
+            "override kiln.runner.ENGINE_SETTINGS.\n\n" + table)
+    write_section(SECTION, body)
+    print(f"docs/benchmarks.md: {SECTION} section updated")
+
+
+if __name__ == "__main__":
+    main()
