@@ -1,8 +1,9 @@
 """The optimized, smaller variant of a module: wasm-opt (binaryen, pinned in package.json).
 
 Two steps, both pure functions of the bytes and the pinned tools, so the result is reproducible:
-1. only `_start` and `memory` stay exported (kiln.wasmfile.keep_exports): PHP exports ~2,000
-   symbols for dl(), which would keep every function they reach alive;
+1. only `_start` and `memory` stay exported (kiln.wasmfile.keep_exports): a module linked with
+   -export-dynamic exports ~2,000 symbols, which would keep every function they reach alive
+   (Kiln's PHP builds no longer are, see wl-build; the step still holds for any module);
 2. wasm-opt with the recipe's passes (`wasm_opt` in [settings]) and the toolchain's wasm
    features, so binaryen accepts and keeps the exception-handling instructions.
 The `name` section goes too (wasm-opt --strip-debug): traps then show function indices, not
@@ -24,11 +25,14 @@ from .errors import KilnError
 KEPT_EXPORTS = frozenset({"_start", "memory"})
 # clang's -mcpu feature names (toolchain.WASM_FEATURES) and binaryen's flag for each.
 _FEATURE_FLAGS = {
-    "exception_handling": "--enable-exception-handling",
-    "bulk_memory": "--enable-bulk-memory",
-    "sign_ext": "--enable-sign-ext",
-    "mutable_globals": "--enable-mutable-globals",
-    "nontrapping_fptoint": "--enable-nontrapping-float-to-int",
+    # Exception handling as the toolchain encodes it (try_table) can rethrow through an
+    # exnref (`catch_all_ref`, which clang emits at -Oz), a reference type: binaryen then
+    # needs reference types allowed too, or it rejects the module.
+    "exception_handling": ["--enable-exception-handling", "--enable-reference-types"],
+    "bulk_memory": ["--enable-bulk-memory"],
+    "sign_ext": ["--enable-sign-ext"],
+    "mutable_globals": ["--enable-mutable-globals"],
+    "nontrapping_fptoint": ["--enable-nontrapping-float-to-int"],
 }
 
 
@@ -43,7 +47,7 @@ def feature_flags(mcpu: str = toolchain.WASM_FEATURES) -> list[str]:
     if unknown or cpu != "generic":
         raise KilnError(f"kiln/optimize.py has no wasm-opt flag for {', '.join(unknown) or cpu} "
                         f"(from {mcpu}): add it to _FEATURE_FLAGS")
-    return [_FEATURE_FLAGS[f] for f in features]
+    return [flag for f in features for flag in _FEATURE_FLAGS[f]]
 
 
 def passes(recipe_settings: dict, where: str = "recipe.toml") -> list[str]:

@@ -53,8 +53,8 @@ def test_keep_exports_refuses_a_name_the_module_lacks(hello):
 
 def test_feature_flags_follow_the_toolchain():
     flags = optimize.feature_flags()
-    assert "--enable-exception-handling" in flags
-    assert len(flags) == toolchain.WASM_FEATURES.count("+")
+    assert {"--enable-exception-handling", "--enable-reference-types"} <= set(flags)
+    assert len(flags) == toolchain.WASM_FEATURES.count("+") + 1
     with pytest.raises(KilnError, match="simd128"):
         optimize.feature_flags("-mcpu=generic+bulk_memory+simd128")
 
