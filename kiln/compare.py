@@ -221,8 +221,7 @@ def measure(build: Build, modules: dict[str, dict[str, Path]], rounds: int = 3, 
 
 def finish(result: dict) -> dict:
     """Derived figures: bench times net of the module's in-process start-up (instantiation and
-    the runner's export lookup, which wasmtime-py 50 makes cost ~1.2-1.7 s for php.wasm's 2,154
-    exports), the ratio list and the plot."""
+    `-r 'echo 1;'`), the ratio list and the plot."""
     startup_module = result.get("startup", {}).get("module")
     startup_native = result.get("startup", {}).get("native")
     if startup_module is not None:

@@ -408,8 +408,8 @@ def _utf8_env(env: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str):
-    """One export by name. `instance.exports()` wraps every export first: PHP has ~2,000 of
-    them, which cost over a second per run; the C API looks one up directly."""
+    """One export by name. `instance.exports()` wraps every export first: a module linked with
+    -export-dynamic has ~2,000, which cost over a second per run; the C API looks one up directly."""
     from wasmtime._extern import wrap_extern
 
     item = _wasmtime_ffi.wasmtime_extern_t()

@@ -83,10 +83,10 @@ def exports(data: bytes) -> list[tuple[str, int, int]]:
 def keep_exports(data: bytes, keep: set[str]) -> bytes:
     """The module with only the exports named in `keep`; the rest of the bytes unchanged.
 
-    PHP links with -export-dynamic (for dl()), so ~2,000 functions are exported and no
-    optimizer may drop them; a WASI command is only ever entered through `_start` (and the
-    host reads `memory`), so an optimized module can let the others go and lose the code
-    only they reached."""
+    A module linked with -export-dynamic (PHP's own link line, for dl(); Kiln's wl-build turns
+    it off) exports ~2,000 functions, and no optimizer may drop them; a WASI command is only
+    ever entered through `_start` (and the host reads `memory`), so an optimized module can let
+    the others go and lose the code only they reached."""
     missing = keep - {name for name, _, _ in exports(data)}
     if missing:
         raise ValueError(f"the module exports none of {sorted(missing)}")

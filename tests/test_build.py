@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from doit_run import doit, executed
-from kiln import recipe, runner, settings
+from kiln import recipe, runner, settings, wasmfile
 from kiln.layout import Build
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,14 @@ def test_the_modules_name_no_folder_of_this_machine(php_builds, version):
     for name in PHP.outputs:
         data = php_builds[version].module(name).read_bytes()
         assert [f for f in folders if f.encode() in data] == [], name
+
+
+@pytest.mark.parametrize("version", TESTABLE)
+def test_the_modules_export_only_what_a_wasi_host_calls(php_builds, version):
+    """No -export-dynamic (WASI has no dlopen): the linker keeps only what _start reaches."""
+    for name in PHP.outputs:
+        data = php_builds[version].module(name).read_bytes()
+        assert sorted(n for n, _, _ in wasmfile.exports(data)) == ["_start", "memory"], name
 
 
 @pytest.mark.parametrize("version", TESTABLE)
