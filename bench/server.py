@@ -138,6 +138,13 @@ def startup_costs(module: Path, native: Path, runs: int = 5) -> tuple[float, flo
     return sorted(wasm)[runs // 2] * 1000, sorted(nat)[runs // 2] * 1000
 
 
+def has_opcache(module: Path) -> bool:
+    """Whether the module has OPcache built in (`php-cgi -v` names it): only then does the
+    server's file cache apply to the wasm side."""
+    from kiln import runner
+    return b"Zend OPcache" in runner.run(runner.load_module(module), ["php-cgi", "-v"]).stdout
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -259,6 +266,8 @@ def main() -> int:
         opcache = {"wasm": ("OPcache file cache (warm)", "opcache off"),
                    "none": ("no OPcache", "opcache off"),
                    "both": ("OPcache file cache (warm)", "OPcache file cache (warm)")}[ns.opcache]
+        if not has_opcache(module):
+            opcache = ("no OPcache (not in this build)", opcache[1])
         meta = (f"`bench/server.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores "
                 f"({platform.machine()}), {ns.rounds} interleaved rounds x {ns.requests} requests "
                 f"per cell, keep-alive connections, one client thread per connection in the same "
