@@ -220,7 +220,7 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
     assert len(set(scripts.values())) == len(keys) == len(set(keys.values())) == 3
     assert "zend_vm_gen.php --with-vm-kind=SWITCH" in scripts["SWITCH"]
     assert "zend_vm_gen.php" not in scripts["CALL"]
-    # Flags for zend_execute.c alone: compiled on its own before the rest.
+    # Flags for zend_execute.c alone, through a target-specific variable; named first in the make.
     flagged = dataclasses.replace(php, vm_kinds=(recipe.VmKind(kind="SWITCH", execute_cflags=("-w",)),))
     script = configure.render_script(build, tools, flagged)
     assert "printf 'Zend/zend_execute.lo: override EXTRA_CFLAGS += %s\\n' -w > kiln-execute.mk" in script
@@ -249,3 +249,13 @@ def test_a_flavours_cflags_reach_its_script_and_its_cache_key():
     assert "CFLAGS='-O2 -g0'\n" in plain
     assert "CFLAGS='-O2 -g0 -Oz'\n" in sized
     assert remote_cache.key(build, php, tools) != remote_cache.key(build, small, tools)
+
+
+def test_only_the_fast_flavour_pays_for_a_generated_vm():
+    """CI builds default, small and wordpress cold: a generated VM there would cost ~15 CPU-minutes
+    and 10.9 GiB per build (docs/benchmarks.md), so only `fast` (nightly) has one."""
+    php = recipe.language("php")
+    kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
+    assert kinds == {"default": "CALL", "small": "CALL", "fast": "GOTO", "wordpress": "CALL"}
+    assert php.vm("8.2.32", "fast").execute_cflags == ("-w",)
+    assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
