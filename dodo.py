@@ -84,6 +84,8 @@ def _take_build_lock(handle) -> None:
 
 try:
     from tasks import builds, php
+    from kiln import settings as _settings
+    _settings.time_limits()  # read by every engine fingerprint: a bad value stops here, in one line
     from tasks.aot import task_php_aot  # noqa: F401
     from tasks.collect import task_php_cache_push, task_php_collect  # noqa: F401
     from tasks.compare import task_php_compare  # noqa: F401

@@ -65,7 +65,7 @@ def _native(php: str, args: list[str], cwd: Path | None = None) -> float:
 
 
 def _module(module, args: list[str], preopens=(), what: str = "") -> float:
-    result = runner.run(module, ["php", *args], preopens=list(preopens), timeout=BENCH_TIMEOUT)
+    result = runner.run(module, ["php", *args], preopens=list(preopens), timeout=runner.limit(BENCH_TIMEOUT))
     if result.exit_code != 0:
         raise KilnError(f"{what or module} {' '.join(args)} exited {result.exit_code}: "
                         f"{result.stderr.decode(errors='replace')[-300:]}")
@@ -84,7 +84,7 @@ def page(php: str, aot: Path, build: Build) -> dict:
     grant = [runner.Preopen(docroot, "/docroot", False)]
     seconds, code, _, out = _spawn([php, "-n", str(docroot / "index.php")])
     entry = {"native": {"seconds": round(seconds, 4), "exit": code, "bytes": len(out)}}
-    result = runner.run(aot, ["php", "/docroot/index.php"], preopens=grant, timeout=60)
+    result = runner.run(aot, ["php", "/docroot/index.php"], preopens=grant, timeout=runner.limit(60))
     entry["module"] = {"seconds": round(result.duration, 4), "exit": result.exit_code,
                        "bytes": len(result.stdout),
                        "wasi": b"wasi" in result.stdout.lower()}
@@ -104,7 +104,7 @@ def _page_through_image(build: Build, docroot: Path) -> dict | None:
             started = time.monotonic()
             result = shimrun.run_image(image, ["/docroot/index.php"],
                                        volumes=[shimrun.Volume(docroot, "/docroot", False)],
-                                       inherit_stdio=False, timeout=60)
+                                       inherit_stdio=False, timeout=runner.limit(60))
             return {"kind": kind, "seconds": round(time.monotonic() - started, 4),
                     "exit": result.exit_code, "bytes": len(result.stdout)}
         except KilnError as exc:

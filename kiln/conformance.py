@@ -117,9 +117,10 @@ def _copy_tests(src: Path, work: Path, folders: list[str], skips: list[Skip], ve
 
 def render_wrapper(path: Path, module: Path, build_id: str, work: Path, tmp: Path) -> Path:
     """`path` becomes the guest's argv[0] (PHP_BINARY): it lies inside the granted `work`."""
+    from . import runner  # imported late: loading wasmtime is not free
     text = templating.render(WRAPPER_TEMPLATE, module=module, build_id=build_id, work=work,
                              tmp=tmp, argv0=path, python=sys.executable, root=settings.ROOT,
-                             timeout=TEST_TIMEOUT + 30)
+                             timeout=runner.limit(TEST_TIMEOUT + 30))
     atomic.write_text(path, text, mode=0o755)
     return path
 

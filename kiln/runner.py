@@ -60,11 +60,12 @@ from typing import Iterable, Mapping, Sequence
 import wasmtime
 from wasmtime import _ffi as _wasmtime_ffi  # raw C API: proc_exit callback, stdin bytes
 
-from kiln import atomic
+from kiln import atomic, settings
 from kiln.errors import KilnError
 
 __all__ = [
-    "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS",
+    "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS", "engine_settings",
+    "time_limits_available", "limit",
     "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
     "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
     "load_module", "run", "main",
@@ -107,12 +108,31 @@ def _wasmtime_version() -> str:
     return importlib.metadata.version("wasmtime")
 
 
+def engine_settings() -> dict[str, object]:
+    """ENGINE_SETTINGS as this process uses them: KILN_TIME_LIMITS=off drops the epoch checks."""
+    current = dict(ENGINE_SETTINGS)
+    if not settings.time_limits():
+        current["epoch_interruption"] = False
+    return current
+
+
+def time_limits_available() -> bool:
+    """Whether run() can enforce a `timeout` (the engine compiles epoch checks in)."""
+    return bool(engine_settings()["epoch_interruption"])
+
+
+def limit(seconds: float) -> float | None:
+    """A safety limit for Kiln's own runs (smoke checks, benchmarks, conformance): `seconds`,
+    or none when KILN_TIME_LIMITS=off took time limits away."""
+    return seconds if time_limits_available() else None
+
+
 def engine_fingerprint() -> str:
     """Short stable hash of everything a precompiled artifact depends on."""
     key = json.dumps(
         {
             "wasmtime": _wasmtime_version(),
-            "settings": ENGINE_SETTINGS,
+            "settings": engine_settings(),
             # Artifacts are native code: never share them across CPU architectures.
             "machine": platform.machine(),
         },
@@ -132,7 +152,7 @@ def make_engine() -> wasmtime.Engine:
     with _engine_lock:
         if _engine is None:
             config = wasmtime.Config()
-            for name, value in ENGINE_SETTINGS.items():
+            for name, value in engine_settings().items():
                 setattr(config, name, value)
             _engine = wasmtime.Engine(config)
         return _engine
@@ -444,6 +464,9 @@ def run(
     Safe to call from many threads at once: Engine and Module are shared, everything else is
     per call.
     """
+    if timeout is not None and not time_limits_available():
+        raise RunnerError(f"a {timeout:g} s time limit needs Wasmtime's epoch checks, which "
+                          "KILN_TIME_LIMITS=off leaves out: unset it (and re-run the AOT step)")
     module = (module_or_path if isinstance(module_or_path, wasmtime.Module)
               else load_module(module_or_path))
     engine = make_engine()
@@ -477,7 +500,7 @@ def run(
     if timeout is not None:
         _ensure_ticker(engine)
         store.set_epoch_deadline(_timeout_ticks(timeout))
-    else:
+    elif time_limits_available():
         # With epoch_interruption on, the default deadline (0) would trap at once.
         store.set_epoch_deadline(_NO_DEADLINE_TICKS)
 
@@ -578,7 +601,7 @@ def main(args: Sequence[str] | None = None) -> int:
     try:
         result = run(ns.module, [ns.argv0 or os.path.basename(ns.module), *ns.args],
                      env=dict(ns.env), preopens=ns.dir, timeout=ns.timeout, inherit_stdio=True)
-    except RunnerError as e:
+    except KilnError as e:  # RunnerError, or a bad setting such as KILN_TIME_LIMITS
         print(f"kiln.runner: {e}", file=sys.stderr)
         return 1
     return result.exit_code

@@ -1084,6 +1084,9 @@ class Server:
             raise KilnError(f"{docroot}: docroot is not a folder")
         if (cfg.module is None) == (cfg.native_cgi is None):
             raise KilnError("give exactly one of module (php-cgi .wasm/.cwasm) or native_cgi")
+        if cfg.module is not None and not runner.time_limits_available():
+            raise KilnError("kiln.server limits every request's time, which needs Wasmtime's epoch "
+                            "checks: unset KILN_TIME_LIMITS=off")
         if cfg.tmp_dir is not None:
             tmp_host = Path(cfg.tmp_dir)
             tmp_host.mkdir(parents=True, exist_ok=True)

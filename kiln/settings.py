@@ -38,6 +38,17 @@ def compiler_cache() -> str:
     return value
 
 
+def time_limits() -> bool:
+    """KILN_TIME_LIMITS: on (the default) compiles Wasmtime's epoch checks into every module,
+    which is how a run gets a wall-clock limit; off leaves them out for faster PHP (bench.php
+    up to a third faster with the GOTO VM, docs/benchmarks.md) and refuses every run that asks
+    for a limit."""
+    value = os.environ.get("KILN_TIME_LIMITS", "on").strip().lower() or "on"
+    if value not in ("on", "off"):
+        raise KilnError(f"KILN_TIME_LIMITS={value!r} is not one of on, off: fix or unset it")
+    return value == "on"
+
+
 def mirrors() -> list[str]:
     """KILN_MIRROR: local folders or http(s) URLs laid out like php.net's distributions
     folder, tried in order before upstream. Separated by spaces, commas or newlines.

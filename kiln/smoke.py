@@ -68,7 +68,7 @@ def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Pat
         module = modules[check["module"]]
         result = runner.run(module, [check["module"], *check.get("argv", [])],
                             env=check.get("env", {}), stdin=check.get("stdin", "").encode(),
-                            preopens=grants, timeout=60)
+                            preopens=grants, timeout=runner.limit(60))
     outcome.exit_code, outcome.seconds = result.exit_code, round(result.duration, 3)
     text = (result.stdout + result.stderr).decode(errors="replace")
     outcome.output = text[-2000:]

@@ -353,3 +353,30 @@ def test_cli_inherits_stdio_and_returns_the_exit_code(tool, tmp_path):
     proc = subprocess.run(base + ["--timeout", "0.2", str(tool), "loop"],
                           capture_output=True, text=True, cwd=cwd)
     assert proc.returncode == runner.EXIT_TIMEOUT and "timed out" in proc.stderr
+
+
+def test_without_time_limits_runs_work_and_a_limit_is_refused_in_one_line(tool, tmp_path):
+    """KILN_TIME_LIMITS=off: no epoch checks compiled in (another engine, so artifacts made with
+    checks are stale), runs without a limit work, a run asking for one is refused, and the
+    default engine is unchanged."""
+    cwd = Path(__file__).resolve().parents[1]
+    base = [sys.executable, "-m", "kiln.runner"]
+    off = {**os.environ, "KILN_TIME_LIMITS": "off"}
+    proc = subprocess.run(base + [str(tool), "exit", "7"], capture_output=True, text=True, cwd=cwd, env=off)
+    assert proc.returncode == 7, proc.stderr
+    proc = subprocess.run(base + ["--timeout", "5", str(tool), "exit", "7"], capture_output=True,
+                          text=True, cwd=cwd, env=off)
+    assert proc.returncode != 0 and "KILN_TIME_LIMITS=off" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    fingerprint = [sys.executable, "-c", "from kiln import runner; print(runner.engine_fingerprint(), "
+                   "runner.time_limits_available(), runner.limit(60))"]
+    without = subprocess.run(fingerprint, capture_output=True, text=True, cwd=cwd, env=off).stdout.split()
+    assert without[1:] == ["False", "None"]
+    assert without[0] != runner.engine_fingerprint() and runner.time_limits_available()
+    artifact = runner.precompile(tool, tmp_path / "tool.cwasm")
+    proc = subprocess.run(base + [str(artifact), "exit", "3"], capture_output=True, text=True, cwd=cwd, env=off)
+    assert proc.returncode != 3 and "stale precompiled artifact" in proc.stderr
+    bad = subprocess.run(base + [str(tool)], capture_output=True, text=True, cwd=cwd,
+                         env={**os.environ, "KILN_TIME_LIMITS": "maybe"})
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "kiln.runner: KILN_TIME_LIMITS='maybe' is not one of on, off: fix or unset it"]
