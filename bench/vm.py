@@ -63,7 +63,7 @@ def _engine_for(settings: dict):
     if cranelift:
         import wasmtime
         config = wasmtime.Config()
-        for name, value in runner.ENGINE_SETTINGS.items():
+        for name, value in runner.engine_settings().items():  # KILN_TIME_LIMITS included
             setattr(config, name, value)
         for name, value in cranelift.items():
             config.cranelift_flag_set(name, str(value).lower())

@@ -29,6 +29,7 @@ def address() -> str | None:
 
 def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
     shim = recipe.folder / "shim"
+    vm = recipe.vm(build.version, build.flavour)
     inputs = {
         "source_sha256": recipe.versions[build.version],
         "series": [[p.name, file_sha256(p.file)] for p in recipe.patches_for(build.version, build.flavour)],
@@ -40,8 +41,7 @@ def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
         "autoconf": (toolchain.autoconf_version()
                      if recipe.regenerates_configure(build.version, build.flavour) else None),
         "make_targets": recipe.settings.get("make_targets", []),
-        "vm": [recipe.vm_kind(build.version, build.flavour),
-               list(recipe.vm(build.version, build.flavour).execute_cflags)],
+        "vm": [vm.kind, list(vm.execute_cflags)],
         "outputs": recipe.outputs,
         "toolchain": tools.identity(),
         "epoch": settings.source_date_epoch(),

@@ -464,7 +464,8 @@ def run(
     Safe to call from many threads at once: Engine and Module are shared, everything else is
     per call.
     """
-    if timeout is not None and not time_limits_available():
+    limits = time_limits_available()
+    if timeout is not None and not limits:
         raise RunnerError(f"a {timeout:g} s time limit needs Wasmtime's epoch checks, which "
                           "KILN_TIME_LIMITS=off leaves out: unset it (and re-run the AOT step)")
     module = (module_or_path if isinstance(module_or_path, wasmtime.Module)
@@ -500,7 +501,7 @@ def run(
     if timeout is not None:
         _ensure_ticker(engine)
         store.set_epoch_deadline(_timeout_ticks(timeout))
-    elif time_limits_available():
+    elif limits:
         # With epoch_interruption on, the default deadline (0) would trap at once.
         store.set_epoch_deadline(_NO_DEADLINE_TICKS)
 

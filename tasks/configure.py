@@ -29,6 +29,7 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
     recipe = recipe or php()
     # Its version is named in the script, so another autoconf regenerates and rebuilds.
     autoconf = toolchain.autoconf_version() if recipe.regenerates_configure(build.version, build.flavour) else None
+    vm = recipe.vm(build.version, build.flavour)
     return templating.render(
         "wl-build.sh.j2",
         recipe=recipe,
@@ -39,8 +40,8 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
         configure_args=recipe.configure_args(build.version, build.flavour),
         libraries=libraries_of(build),
         make_targets=recipe.settings.get("make_targets", []),
-        vm_kind=recipe.vm_kind(build.version, build.flavour),
-        execute_cflags=recipe.vm(build.version, build.flavour).execute_cflags,
+        vm_kind=vm.kind,
+        execute_cflags=vm.execute_cflags,
         flavour_cflags=recipe.check_flavour(build.flavour).cflags,
         vm_files=VM_FILES,
         epoch=settings.source_date_epoch(),
