@@ -1,0 +1,114 @@
+"""`python -m kiln.pool`: php-cgi.wasm workers answering FastCGI, for nginx (or any front server).
+
+A stock php-fpm nginx site works unchanged: the docroot is granted to the guest at its own host
+path, so nginx's SCRIPT_FILENAME ($document_root$fastcgi_script_name) names the file PHP opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from kiln import atomic
+from kiln.errors import KilnError
+from kiln.pool.supervisor import MiB, Pool, PoolConfig
+from kiln.runner import Preopen
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+    return parse
+
+
+def _grant(spec: str) -> Preopen:
+    parts = spec.split(":")
+    writable = True
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        writable = parts.pop() == "rw"
+    if len(parts) != 2 or not parts[0] or not parts[1].startswith("/"):
+        raise argparse.ArgumentTypeError(f"{spec!r}: give HOST:GUEST[:ro], GUEST absolute")
+    host = Path(parts[0]).resolve()
+    if not host.is_dir():
+        raise argparse.ArgumentTypeError(f"{parts[0]}: no such folder to grant")
+    return Preopen(host, parts[1], writable)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kiln.pool", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--module", required=True, type=Path, help="php-cgi .wasm or .cwasm")
+    p.add_argument("--docroot", required=True, type=Path, help="the site's folder (read-only to PHP)")
+    p.add_argument("--listen", action="append", required=True,
+                   help="a Unix socket path or HOST:PORT (repeatable)")
+    p.add_argument("-v", "--volume", action="append", default=[], type=_grant, metavar="HOST:GUEST[:ro]",
+                   help="another folder for PHP, writable unless :ro (e.g. wp-content)")
+    p.add_argument("--workers", type=_positive(int), default=2, help="pm.max_children (default 2)")
+    p.add_argument("--max-requests", type=_positive(int), default=500,
+                   help="requests a worker serves before it is replaced (pm.max_requests)")
+    p.add_argument("--request-terminate-timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+                   help="kill the worker and answer 504 past this (default 30)")
+    p.add_argument("--memory", type=_positive(int), default=256, metavar="MB",
+                   help="linear memory cap per worker (default 256)")
+    p.add_argument("--tmp-dir", type=Path, help="PHP's temporary folder (default: a fresh one)")
+    p.add_argument("--opcache-dir", type=Path, help="OPcache file cache (flavours with OPcache)")
+    p.add_argument("-d", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                   help="a php.ini setting")
+    return p
+
+
+def config_from(ns: argparse.Namespace) -> PoolConfig:
+    if not ns.module.is_file():
+        raise KilnError(f"{ns.module}: no such module (build it with doit php:<build>)")
+    docroot = ns.docroot.resolve()
+    if not docroot.is_dir():
+        raise KilnError(f"{ns.docroot}: docroot is not a folder")
+    state = Path(tempfile.mkdtemp(prefix="kiln-pool-etc-"))
+    tmp = (ns.tmp_dir or state / "tmp").resolve()
+    tmp.mkdir(parents=True, exist_ok=True)
+    grants = [Preopen(docroot, str(docroot), False), *ns.volume, Preopen(tmp, str(tmp), True),
+              Preopen(state, "/etc/kiln", False)]
+    opcache = None
+    if ns.opcache_dir is not None:
+        ns.opcache_dir.mkdir(parents=True, exist_ok=True)
+        opcache = str(ns.opcache_dir.resolve())
+        grants.append(Preopen(ns.opcache_dir.resolve(), opcache, True))
+    settings = []
+    for item in ns.settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name or "\n" in value:
+            raise KilnError(f"-d {item!r}: give NAME=VALUE")
+        settings.append((name, value))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True)
+    ini = env.get_template("pool-php.ini.j2").render(tmp=str(tmp), opcache=opcache, settings=settings)
+    atomic.write_text(state / "php.ini", ini)
+    return PoolConfig(module=ns.module.resolve(), preopens=grants, listen=ns.listen,
+                      workers=ns.workers, max_requests=ns.max_requests,
+                      request_terminate_timeout=ns.request_terminate_timeout,
+                      memory_limit=ns.memory * MiB, args=["-c", "/etc/kiln/php.ini"])
+
+
+def main(argv=None) -> int:
+    ns = parser().parse_args(argv)
+    try:
+        pool = Pool(config_from(ns)).start()
+    except (KilnError, OSError) as e:
+        print(f"kiln.pool: {e}", file=sys.stderr)
+        return 2
+    return pool.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

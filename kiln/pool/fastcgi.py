@@ -1,0 +1,129 @@
+"""FastCGI records (the FastCGI 1.0 specification): strict reading, writing, name-value pairs.
+
+Only what a responder pool needs: records are read whole, with every field checked, so a
+malformed or hostile stream is refused with ProtocolError instead of being guessed at.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable, Mapping
+
+VERSION = 1
+BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT, STDERR, DATA = range(1, 9)
+GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
+RESPONDER = 1
+KEEP_CONN = 1
+REQUEST_COMPLETE = 0
+MAX_CONTENT = 0xFFFF
+_HEADER = struct.Struct("!BBHHBx")
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a well-formed FastCGI record stream."""
+
+
+@dataclass(frozen=True)
+class Record:
+    type: int
+    request_id: int
+    content: bytes
+
+    def encode(self) -> bytes:
+        return encode(self.type, self.request_id, self.content)
+
+
+def encode(rtype: int, request_id: int, content: bytes = b"") -> bytes:
+    """One or more records carrying `content` (split at 64 KiB), padded to 8 bytes."""
+    out = []
+    view = memoryview(content)
+    while True:
+        part, view = view[:MAX_CONTENT], view[MAX_CONTENT:]
+        pad = -len(part) % 8
+        out.append(_HEADER.pack(VERSION, rtype, request_id, len(part), pad) + bytes(part) + b"\0" * pad)
+        if not view:
+            return b"".join(out)
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            if data:
+                raise ProtocolError(f"stream ended inside a record ({len(data)} of {n} bytes)")
+            return None
+        data += chunk
+    return data
+
+
+def read_record(stream: BinaryIO) -> Record | None:
+    """The next record, or None at a clean end of stream (between records)."""
+    header = _read_exactly(stream, _HEADER.size)
+    if header is None:
+        return None
+    version, rtype, request_id, length, pad = _HEADER.unpack(header)
+    if version != VERSION:
+        raise ProtocolError(f"FastCGI version {version}, expected 1")
+    if not BEGIN_REQUEST <= rtype <= UNKNOWN_TYPE:
+        raise ProtocolError(f"unknown record type {rtype}")
+    body = _read_exactly(stream, length + pad) if length + pad else b""
+    if body is None:
+        raise ProtocolError("stream ended after a record header")
+    return Record(rtype, request_id, body[:length])
+
+
+def _length(n: int) -> bytes:
+    return bytes([n]) if n < 128 else struct.pack("!I", n | 0x80000000)
+
+
+def encode_params(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:
+    items = params.items() if isinstance(params, Mapping) else params
+    out = bytearray()
+    for name, value in items:
+        n, v = name.encode("latin-1"), value.encode("utf-8", "surrogateescape")
+        out += _length(len(n)) + _length(len(v)) + n + v
+    return bytes(out)
+
+
+def decode_params(data: bytes) -> dict[str, str]:
+    params, i = {}, 0
+
+    def length() -> int:
+        nonlocal i
+        if i >= len(data):
+            raise ProtocolError("truncated name-value pair")
+        if data[i] < 128:
+            i += 1
+            return data[i - 1]
+        if i + 4 > len(data):
+            raise ProtocolError("truncated name-value length")
+        i += 4
+        return struct.unpack("!I", data[i - 4:i])[0] & 0x7FFFFFFF
+
+    while i < len(data):
+        nlen, vlen = length(), length()
+        if i + nlen + vlen > len(data):
+            raise ProtocolError("name-value pair longer than its record")
+        name = data[i:i + nlen].decode("latin-1")
+        value = data[i + nlen:i + nlen + vlen].decode("utf-8", "surrogateescape")
+        params[name] = value
+        i += nlen + vlen
+    return params
+
+
+def begin_request(request_id: int, keep_conn: bool) -> bytes:
+    return encode(BEGIN_REQUEST, request_id, struct.pack("!HB5x", RESPONDER, KEEP_CONN if keep_conn else 0))
+
+
+def end_request(request_id: int, app_status: int = 0) -> bytes:
+    return encode(END_REQUEST, request_id, struct.pack("!IB3x", app_status, REQUEST_COMPLETE))
+
+
+def error_response(request_id: int, status: str, text: str) -> bytes:
+    """A complete answer in the pool's own name (502, 504, 503) for a request no worker finished."""
+    body = (text + "\n").encode()
+    head = f"Status: {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    return encode(STDOUT, request_id, head.encode() + body) + encode(STDOUT, request_id) + \
+        end_request(request_id, 1)
