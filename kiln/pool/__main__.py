@@ -85,6 +85,12 @@ def config_from(ns: argparse.Namespace) -> PoolConfig:
         ns.opcache_dir.mkdir(parents=True, exist_ok=True)
         opcache = str(ns.opcache_dir.resolve())
         grants.append(Preopen(ns.opcache_dir.resolve(), opcache, True))
+    # An empty root with a folder at each grant's guest path: PHP's realpath() lstat()s every
+    # component of /srv/www/index.php, and without "/" and "/srv" PATH_INFO handling fails.
+    root = state / "root"
+    for grant in grants:
+        root.joinpath(*grant.guest.strip("/").split("/")).mkdir(parents=True, exist_ok=True)
+    grants.insert(0, Preopen(root, "/", False))
     settings = []
     for item in ns.settings:
         name, sep, value = item.partition("=")

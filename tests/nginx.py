@@ -1,0 +1,57 @@
+"""Debian's nginx in the foreground on a loopback port, with the php-fpm site template."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import jinja2
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    def __init__(self, docroot: Path, fastcgi: str, keep_conn: bool = False):
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            pytest.fail("nginx is not installed: run scripts/setup")
+        self.state = Path(tempfile.mkdtemp(prefix="kiln-nginx-"))
+        self.port = free_port()
+        target = f"unix:{fastcgi}" if fastcgi.startswith("/") else fastcgi
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"))
+        conf = env.get_template("nginx-php-fpm.conf.j2").render(
+            state=self.state, port=self.port, docroot=docroot, keep_conn=keep_conn,
+            fastcgi=target, upstream="php" if keep_conn else target)
+        (self.state / "nginx.conf").write_text(conf)
+        self.proc = subprocess.Popen([binary, "-c", str(self.state / "nginx.conf"), "-p", str(self.state)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.url = f"http://127.0.0.1:{self.port}"
+        for _ in range(100):
+            try:
+                requests.get(self.url + "/nginx-probe.txt", timeout=1)
+                return
+            except requests.ConnectionError:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"nginx did not start: {self.proc.stderr.read().decode()}")
+                time.sleep(0.05)
+        pytest.fail("nginx did not answer")
+
+    def error_log(self) -> str:
+        path = self.state / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        shutil.rmtree(self.state, ignore_errors=True)

@@ -1,0 +1,220 @@
+"""kiln.pool behind Debian's real nginx: persistent php-cgi.wasm workers, php-fpm's controls.
+
+The pool runs as a user would run it (`python -m kiln.pool`, its own process), nginx in front
+with a stock php-fpm site. Faults are real: an endless loop, kill -9 of a worker, a memory
+bomb, a trap, a malformed FastCGI stream.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from doit_run import doit
+from kiln.layout import Build
+from nginx import Nginx
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = Build("php", "8.2.32", "wordpress")
+LIMIT = 3.0   # request_terminate_timeout of the pool under test
+
+PAGES = {
+    "index.php": '<?php echo "front ", $_SERVER["REQUEST_URI"], "\\n";',
+    "info.php": '<?php echo getenv("KILN_WORKER_PID") ?: "?", " ", $_SERVER["SCRIPT_FILENAME"], " [",'
+                ' $_SERVER["PATH_INFO"] ?? "", "] ", file_get_contents("php://input"), "\\n";',
+    "counter.php": '<?php static $n = 0; $GLOBALS["k"] = ($GLOBALS["k"] ?? 0) + 1;'
+                   ' echo function_exists("kiln_seen") ? "kept" : "fresh", "\\n";'
+                   ' if (!function_exists("kiln_seen")) { function kiln_seen() {} }',
+    "loop.php": '<?php while (true) {}',
+    "sleep.php": '<?php $t = microtime(true); while (microtime(true) - $t < 1.0) {} echo "slept\\n";',
+    "bomb.php": '<?php ini_set("memory_limit", "-1"); $a = []; while (true) { $a[] = str_repeat("x", 1 << 20); }',
+    "trap.php": '<?php function f($n) { return f($n + 1) + 1; } f(0);',
+}
+
+
+class PoolProcess:
+    def __init__(self, module: Path, docroot: Path, workers: int = 2, max_requests: int = 500):
+        self.state = Path(tempfile.mkdtemp(prefix="kiln-pool-test-"))
+        self.state.chmod(0o755)   # nginx's workers (user nobody) reach the socket
+        self.socket = str(self.state / "pool.sock")
+        self.log = open(self.state / "pool.log", "w+")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.tcp = f"127.0.0.1:{s.getsockname()[1]}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kiln.pool", "--module", str(module), "--docroot", str(docroot),
+             "--listen", self.socket, "--listen", self.tcp, "--workers", str(workers),
+             "--max-requests", str(max_requests), "--request-terminate-timeout", str(LIMIT),
+             "--memory", "128"],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            if os.path.exists(self.socket):
+                break
+            assert self.proc.poll() is None, self.text()
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        self.log.flush()
+        return (self.state / "pool.log").read_text()
+
+    def workers(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return sorted(int(p) for p in out.stdout.split())
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        self.log.close()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module():
+    doit(f"php_smoke:{BUILD.id}")
+    path = BUILD.module("php-cgi", aot=True)
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="module")
+def docroot():
+    root = Path(tempfile.mkdtemp(prefix="kiln-pool-www-"))
+    root.chmod(0o755)             # nginx's workers (user nobody) serve static files
+    for name, text in PAGES.items():
+        (root / name).write_text(text)
+    (root / "static.txt").write_text("static file\n")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(module, docroot):
+    pool = PoolProcess(module, docroot, workers=2, max_requests=4)
+    nginx = Nginx(docroot, pool.socket)
+    yield pool, nginx
+    nginx.stop()
+    pool.stop()
+
+
+def get(nginx, path, **kw):
+    return requests.get(nginx.url + path, timeout=LIMIT + 30, **kw)
+
+
+def test_a_stock_php_fpm_site_works_unchanged(served, docroot):
+    pool, nginx = served
+    assert get(nginx, "/static.txt").text == "static file\n"
+    page = get(nginx, "/no/such/page?x=1")        # try_files ... /index.php?$args
+    assert page.status_code == 200 and page.text == "front /no/such/page?x=1\n", nginx.error_log()
+    info = requests.post(nginx.url + "/info.php/extra/path", data=b"posted body", timeout=30)
+    assert info.status_code == 200, nginx.error_log()
+    assert f"{docroot}/info.php [/extra/path] posted body" in info.text
+
+
+def test_a_worker_keeps_its_state_between_requests_and_is_recycled(served):
+    pool, nginx = served
+    before = pool.workers()
+    seen = [get(nginx, "/counter.php").text.strip() for _ in range(8)]
+    # Same instance: the function declared by an earlier request's script... is not kept:
+    # PHP's request shutdown drops user functions, as php-fpm does.
+    assert set(seen) == {"fresh"}, seen
+    deadline = time.monotonic() + 10
+    while pool.workers() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pool.workers() != before and len(pool.workers()) == 2
+    assert "served max_requests (4)" in pool.text()
+
+
+def test_an_endless_loop_gets_504_and_a_new_worker(served):
+    pool, nginx = served
+    started = time.monotonic()
+    response = get(nginx, "/loop.php")
+    assert response.status_code == 504, response.text
+    assert time.monotonic() - started < LIMIT + 1.5
+    assert "ran past request_terminate_timeout" in pool.text()
+    assert get(nginx, "/index.php").status_code == 200
+    assert len(pool.workers()) == 2
+
+
+def test_kill_9_mid_request_is_a_502_for_that_request_only(served):
+    pool, nginx = served
+    with ThreadPoolExecutor(2) as ex:
+        slow = ex.submit(get, nginx, "/sleep.php")
+        time.sleep(0.4)
+        busy = [pid for pid in pool.workers() if _cpu_busy(pid)]
+        assert busy, "no busy worker found"
+        os.kill(busy[0], signal.SIGKILL)
+        other = ex.submit(get, nginx, "/index.php")
+        assert other.result().status_code == 200
+        assert slow.result().status_code == 502
+    assert get(nginx, "/index.php").status_code == 200
+    assert "died mid-request" in pool.text()
+
+
+def _cpu_busy(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    first = int(fields[11]) + int(fields[12])
+    time.sleep(0.1)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]) > first
+
+
+@pytest.mark.parametrize("page", ["bomb.php", "trap.php"])
+def test_a_memory_bomb_or_a_trap_costs_one_request(served, page):
+    pool, nginx = served
+    response = get(nginx, "/" + page)
+    assert response.status_code in (500, 502), response.text
+    for _ in range(4):
+        assert get(nginx, "/index.php").status_code == 200
+    assert len(pool.workers()) == 2
+
+
+def test_malformed_fastcgi_is_refused_and_no_worker_is_lost(served):
+    pool, nginx = served
+    host, port = pool.tcp.rsplit(":", 1)
+    before = pool.workers()
+    for garbage in (b"\x02" + b"\x00" * 15, b"\x01\x01\x00\x01\x00\x08\x00\x00\x00\x05" + b"\x00" * 6,
+                    b"\x01\x05\x00\x01\x00\x00\x00\x00", b"\x01\x01\x00"):
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(garbage)
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(100) == b""       # closed, nothing sent
+    assert pool.workers() == before
+    assert get(nginx, "/index.php").status_code == 200
+    assert "bad FastCGI" in pool.text()
+
+
+def test_n_slow_requests_on_n_workers_run_side_by_side(served):
+    pool, nginx = served
+    get(nginx, "/sleep.php")                   # warm
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as ex:
+        results = list(ex.map(lambda _: get(nginx, "/sleep.php").text, range(2)))
+    took = time.monotonic() - started
+    assert results == ["slept\n", "slept\n"]
+    print(f"two 1-second requests on two workers: {took:.2f} s")
+
+
+def test_keep_alive_connections_from_nginx(module, docroot):
+    pool = PoolProcess(module, docroot, workers=1)
+    nginx = Nginx(docroot, pool.tcp, keep_conn=True)
+    try:
+        texts = [get(nginx, f"/x{i}").text for i in range(5)]
+        assert texts == [f"front /x{i}\n" for i in range(5)], nginx.error_log()
+    finally:
+        nginx.stop()
+        pool.stop()
