@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jinja2
 import pytest
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,15 +36,15 @@ class Nginx:
         self.proc = subprocess.Popen([binary, "-c", str(self.state / "nginx.conf"), "-p", str(self.state)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(100):
+        for _ in range(200):
             try:
-                requests.get(self.url + "/nginx-probe.txt", timeout=1)
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
-            except requests.ConnectionError:
+            except OSError:
                 if self.proc.poll() is not None:
                     pytest.fail(f"nginx did not start: {self.proc.stderr.read().decode()}")
                 time.sleep(0.05)
-        pytest.fail("nginx did not answer")
+        pytest.fail("nginx did not listen")
 
     def error_log(self) -> str:
         path = self.state / "error.log"

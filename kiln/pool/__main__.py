@@ -64,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
                    help="linear memory cap per worker (default 256)")
     p.add_argument("--tmp-dir", type=Path, help="PHP's temporary folder (default: a fresh one)")
     p.add_argument("--opcache-dir", type=Path, help="OPcache file cache (flavours with OPcache)")
+    p.add_argument("--opcache-memory", type=_positive(int), default=64, metavar="MB",
+                   help="opcache.memory_consumption per worker (default 64)")
     p.add_argument("-d", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                    help="a php.ini setting")
     return p
@@ -98,7 +100,8 @@ def config_from(ns: argparse.Namespace) -> PoolConfig:
             raise KilnError(f"-d {item!r}: give NAME=VALUE")
         settings.append((name, value))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True)
-    ini = env.get_template("pool-php.ini.j2").render(tmp=str(tmp), opcache=opcache, settings=settings)
+    ini = env.get_template("pool-php.ini.j2").render(tmp=str(tmp), opcache=opcache, settings=settings,
+                                                     opcache_memory=ns.opcache_memory)
     atomic.write_text(state / "php.ini", ini)
     return PoolConfig(module=ns.module.resolve(), preopens=grants, listen=ns.listen,
                       workers=ns.workers, max_requests=ns.max_requests,

@@ -117,13 +117,17 @@ def begin_request(request_id: int, keep_conn: bool) -> bytes:
     return encode(BEGIN_REQUEST, request_id, struct.pack("!HB5x", RESPONDER, KEEP_CONN if keep_conn else 0))
 
 
-def end_request(request_id: int, app_status: int = 0) -> bytes:
-    return encode(END_REQUEST, request_id, struct.pack("!IB3x", app_status, REQUEST_COMPLETE))
+def end_request_body(app_status: int = 0) -> bytes:
+    return struct.pack("!IB3x", app_status & 0xFFFFFFFF, REQUEST_COMPLETE)
 
 
-def error_response(request_id: int, status: str, text: str) -> bytes:
-    """A complete answer in the pool's own name (502, 504, 503) for a request no worker finished."""
-    body = (text + "\n").encode()
-    head = f"Status: {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
-    return encode(STDOUT, request_id, head.encode() + body) + encode(STDOUT, request_id) + \
-        end_request(request_id, 1)
+def request(request_id: int, params, body: bytes = b"", keep_conn: bool = False) -> bytes:
+    """Every record of one request, BEGIN through the empty STDIN."""
+    out = [begin_request(request_id, keep_conn)]
+    if params:
+        out.append(encode(PARAMS, request_id, encode_params(params)))
+    out.append(encode(PARAMS, request_id))
+    if body:
+        out.append(encode(STDIN, request_id, body))
+    out.append(encode(STDIN, request_id))
+    return b"".join(out)

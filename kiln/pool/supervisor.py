@@ -72,6 +72,14 @@ class Worker:
                 pass
 
 
+def _send_error(send, status: str, text: str) -> None:
+    """A whole answer in the pool's own name, for a request no worker finished."""
+    body = (text + "\n").encode()
+    head = f"Status: {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    send(fastcgi.STDOUT, head.encode() + body)
+    send(fastcgi.END_REQUEST, fastcgi.end_request_body(1))
+
+
 def _pythonpath() -> str:
     here = str(Path(__file__).resolve().parents[2])
     rest = os.environ.get("PYTHONPATH")
@@ -132,9 +140,10 @@ class Pool:
 
     # -- one request ----------------------------------------------------------------------------
 
-    def handle(self, request_id: int, records: bytes, write) -> str:
+    def handle(self, request_id: int, records: bytes, send) -> str:
         """Run one whole request (its records, BEGIN through the empty STDIN) on a worker,
-        passing each answer record to `write`. Returns "ok", "timeout" or "crash"."""
+        calling `send(type, content)` for each answer record (STDOUT, STDERR, END_REQUEST).
+        Returns "ok", "timeout" or "crash"; the last two have sent a whole 504 or 502."""
         worker = self._idle.get()
         deadline = time.monotonic() + self.config.request_terminate_timeout \
             if self.config.request_terminate_timeout else None
@@ -144,7 +153,7 @@ class Pool:
         except OSError:
             self.stats["crashes"] += 1
             self._retire(worker, "died before its request")
-            write(fastcgi.error_response(request_id, "502 Bad Gateway", "the PHP worker died"))
+            _send_error(send, "502 Bad Gateway", "the PHP worker died")
             return "crash"
         out = worker.proc.stdout
         while True:
@@ -155,8 +164,7 @@ class Pool:
                     self.stats["timeouts"] += 1
                     self._retire(worker, f"ran past request_terminate_timeout "
                                          f"({self.config.request_terminate_timeout:g} s)")
-                    write(fastcgi.error_response(request_id, "504 Gateway Timeout",
-                                                 "the PHP script ran past its time limit"))
+                    _send_error(send, "504 Gateway Timeout", "the PHP script ran past its time limit")
                     return "timeout"
             try:
                 record = fastcgi.read_record(out)
@@ -168,14 +176,14 @@ class Pool:
                 status = worker.proc.poll()
                 self.stats["crashes"] += 1
                 self._retire(worker, f"died mid-request ({note}; exit {status})")
-                write(fastcgi.error_response(request_id, "502 Bad Gateway",
-                                             "the PHP worker died while serving this request"))
+                _send_error(send, "502 Bad Gateway", "the PHP worker died while serving this request")
                 return "crash"
             if record.type == fastcgi.END_REQUEST:
-                write(fastcgi.end_request(request_id, int.from_bytes(record.content[:4], "big")))
+                send(fastcgi.END_REQUEST, fastcgi.end_request_body(
+                    int.from_bytes(record.content[:4], "big")))
                 self._release(worker)
                 return "ok"
-            write(fastcgi.encode(record.type, request_id, record.content))
+            send(record.type, record.content)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -189,14 +197,14 @@ class Pool:
                 request_id, records, keep = got
                 sent = []
 
-                def write(data: bytes) -> None:
+                def send(rtype: int, content: bytes) -> None:
                     if not sent or sent[-1]:
                         try:
-                            conn.sendall(data)
+                            conn.sendall(fastcgi.encode(rtype, request_id, content))
                             sent.append(True)
                         except OSError:
                             sent.append(False)   # the client left; the worker still finishes
-                self.handle(request_id, records, write)
+                self.handle(request_id, records, send)
                 if not keep or (sent and not sent[-1]):
                     return
         except fastcgi.ProtocolError as e:
