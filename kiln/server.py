@@ -150,6 +150,7 @@ class ServerConfig:
     grace: float = 10.0                            # shutdown: wait this long for requests
     access_log: TextIO | None = field(default_factory=lambda: sys.stderr)
     log_php_errors: bool = True                    # copy the script's stderr to the log
+    isolation: str = "request"                     # "request": an instance each; "worker": kiln.pool
 
     def effective_workers(self) -> int:
         return self.workers or max(4, 2 * (os.cpu_count() or 1))
@@ -301,6 +302,41 @@ class WasmBackend:
         crashed = r.exit_code == runner.EXIT_TRAP and not r.timed_out
         return CgiResult(r.exit_code, r.stdout, r.stderr, r.timed_out, crashed,
                          r.output_truncated)
+
+
+class PoolBackend:
+    """php-cgi.wasm in persistent worker processes (kiln.pool): PHP's request start-up and
+    shutdown per request, the instance (and OPcache's memory) kept; time limits kill the worker."""
+
+    kind = "wasm"
+
+    def __init__(self, module: Path, preopens: Sequence[runner.Preopen], memory_limit: int | None,
+                 max_output: int | None, workers: int, timeout: float, env: Mapping[str, str],
+                 log: Callable[[str], None]):
+        from kiln.pool.supervisor import Pool, PoolConfig
+        self.path = Path(module)
+        self.max_output = max_output
+        self.pool = Pool(PoolConfig(module=Path(module), preopens=list(preopens), listen=[],
+                                    workers=workers, request_terminate_timeout=timeout or 0,
+                                    memory_limit=memory_limit, env=dict(env)), log=log).start()
+
+    def run(self, env: Mapping[str, str], body: bytes, timeout: float | None) -> CgiResult:
+        from kiln.pool import fastcgi
+        out, err = bytearray(), bytearray()
+
+        def send(rtype: int, content: bytes) -> None:
+            if rtype == fastcgi.STDOUT:
+                out.extend(content)
+            elif rtype == fastcgi.STDERR:
+                err.extend(content)
+        # FCGI_KEEP_CONN: the worker's stream stays open for the next request (patch 0013).
+        outcome = self.pool.handle(1, fastcgi.request(1, env, body, keep_conn=True), send)
+        truncated = self.max_output is not None and len(out) > self.max_output
+        return CgiResult(0, bytes(out), bytes(err), timed_out=outcome == "timeout",
+                         crashed=outcome == "crash", truncated=truncated)
+
+    def close(self) -> None:
+        self.pool.stop()
 
 
 class NativeBackend:
@@ -1084,7 +1120,9 @@ class Server:
             raise KilnError(f"{docroot}: docroot is not a folder")
         if (cfg.module is None) == (cfg.native_cgi is None):
             raise KilnError("give exactly one of module (php-cgi .wasm/.cwasm) or native_cgi")
-        if cfg.module is not None and not runner.time_limits_available():
+        if cfg.isolation not in ("request", "worker"):
+            raise KilnError(f"--isolation {cfg.isolation}: give request or worker")
+        if cfg.module is not None and cfg.isolation == "request" and not runner.time_limits_available():
             raise KilnError("kiln.server limits every request's time, which needs Wasmtime's epoch "
                             "checks: unset KILN_TIME_LIMITS=off")
         if cfg.tmp_dir is not None:
@@ -1147,7 +1185,12 @@ class Server:
             preopens += [runner.Preopen(Path(m.host), m.guest, m.writable) for m in grants]
             preopens.append(runner.Preopen(ini_host, ini_guest, False))
             memory = cfg.memory_mb * MiB if cfg.memory_mb else None
-            backend = WasmBackend(Path(cfg.module), preopens, memory, max_output)
+            if cfg.isolation == "worker":
+                backend = PoolBackend(Path(cfg.module), preopens, memory, max_output,
+                                      cfg.effective_workers(), cfg.timeout,
+                                      {"PHPRC": ini_guest}, self.log)
+            else:
+                backend = WasmBackend(Path(cfg.module), preopens, memory, max_output)
         self.janitor = _LockJanitor(lambda: self._writable_roots, self.log)
         self.app = Application(cfg, backend, self.fs, self.janitor, ini_guest, tmp_guest, self.log)
 
@@ -1159,7 +1202,14 @@ class Server:
                  # Production error handling: errors go to stderr (the server's log), and a
                  # fatal error before any output is a 500 (PHP only sets it when not displaying).
                  "display_errors = Off", "log_errors = On", ""]
-        if opcache_guest is not None:
+        if opcache_guest is not None and cfg.isolation == "worker":
+            # Long-lived workers: OPcache in each worker's memory (patch 0014), the file cache
+            # behind it so that a new worker starts warm.
+            lines += ["opcache.enable = 1", "opcache.memory_consumption = 64",
+                      f'opcache.file_cache = "{opcache_guest}"', "opcache.file_cache_only = 0",
+                      "opcache.file_cache_consistency_checks = 1",
+                      "opcache.validate_timestamps = 1", ""]
+        elif opcache_guest is not None:
             # Each request is a fresh instance: shared memory would die with it, so scripts
             # are cached only in files. Timestamps are checked (one stat per script) because
             # WordPress rewrites its own files (updates, plugins); the checksum check is what
@@ -1321,6 +1371,9 @@ class Server:
         else:
             self.log(f"kiln.server: {self.busy_count()} request(s) still running after "
                      f"{grace:g} s; exiting anyway")
+        close = getattr(getattr(self, "app", None) and self.app.backend, "close", None)
+        if close is not None:
+            close()
         self.log("kiln.server: stopped")
         return finished
 
@@ -1461,6 +1514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=10.0, metavar="S",
                    help="on SIGTERM/SIGINT, wait this long for running requests (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log")
+    p.add_argument("--isolation", choices=["request", "worker"], default="request",
+                   help="request: a fresh instance per request (default); worker: persistent "
+                        "php-cgi.wasm workers with OPcache in memory (kiln.pool, docs/pool.md)")
     ns = p.parse_args(argv)
     try:
         if ns.module:
@@ -1481,7 +1537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             front_controller=None if ns.front_controller.lower() == "none" else ns.front_controller,
             trust_forwarded=ns.trust_forwarded, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
             cron_interval=ns.cron_interval, cron_path=ns.cron_path, grace=ns.grace,
-            access_log=None if ns.quiet else sys.stderr)
+            access_log=None if ns.quiet else sys.stderr, isolation=ns.isolation)
         return Server(config).serve_forever()
     except KilnError as e:
         print(f"kiln.server: {e}", file=sys.stderr)

@@ -218,3 +218,18 @@ def test_keep_alive_connections_from_nginx(module, docroot):
     finally:
         nginx.stop()
         pool.stop()
+
+
+def test_kiln_server_with_worker_isolation(module, docroot):
+    """`kiln.server --isolation worker`: the same HTTP server, kiln.pool underneath."""
+    from kiln.server import Server, ServerConfig
+    config = ServerConfig(docroot=docroot, module=module, port=0, access_log=None,
+                          isolation="worker", workers=2, timeout=LIMIT)
+    with Server(config) as server:
+        assert requests.get(server.url + "/x?y=1", timeout=30).text == "front /x?y=1\n"
+        info = requests.post(server.url + "/info.php/p", data=b"abc", timeout=30)
+        assert info.status_code == 200 and info.text.endswith("[/p] abc\n"), info.text
+        started = time.monotonic()
+        assert requests.get(server.url + "/loop.php", timeout=30).status_code == 504
+        assert time.monotonic() - started < LIMIT + 1.5
+        assert requests.get(server.url + "/", timeout=30).status_code == 200
