@@ -57,7 +57,7 @@ class PoolProcess:
             [sys.executable, "-m", "kiln.pool", "--module", str(module), "--docroot", str(docroot),
              "--listen", self.socket, "--listen", self.tcp, "--workers", str(workers),
              "--max-requests", str(max_requests), "--request-terminate-timeout", str(LIMIT),
-             "--memory", "128"],
+             "--memory", "512"],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             if os.path.exists(self.socket):

@@ -60,8 +60,8 @@ def parser() -> argparse.ArgumentParser:
                    help="requests a worker serves before it is replaced (pm.max_requests)")
     p.add_argument("--request-terminate-timeout", type=_positive(float), default=30.0, metavar="SECONDS",
                    help="kill the worker and answer 504 past this (default 30)")
-    p.add_argument("--memory", type=_positive(int), default=256, metavar="MB",
-                   help="linear memory cap per worker (default 256)")
+    p.add_argument("--memory", type=_positive(int), default=512, metavar="MB",
+                   help="linear memory cap per worker, OPcache's memory included (default 512)")
     p.add_argument("--tmp-dir", type=Path, help="PHP's temporary folder (default: a fresh one)")
     p.add_argument("--opcache-dir", type=Path, help="OPcache file cache (flavours with OPcache)")
     p.add_argument("--opcache-memory", type=_positive(int), default=64, metavar="MB",

@@ -37,7 +37,7 @@ class PoolConfig:
     workers: int = 2                  # php-fpm: pm = static, pm.max_children
     max_requests: int = 500           # php-fpm: pm.max_requests (PHP_FCGI_MAX_REQUESTS)
     request_terminate_timeout: float = 30.0   # php-fpm's name; seconds, 0 = none
-    memory_limit: int | None = 256 * MiB      # linear memory cap per worker, bytes
+    memory_limit: int | None = 512 * MiB      # linear memory cap per worker, bytes
     max_request_size: int = 256 * MiB         # a request (params + body) larger is refused
     args: list[str] = field(default_factory=list)   # php-cgi arguments (e.g. -c php.ini)
     env: dict[str, str] = field(default_factory=dict)
