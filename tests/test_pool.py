@@ -122,12 +122,12 @@ def test_a_stock_php_fpm_site_works_unchanged(served, docroot):
     assert f"{docroot}/info.php [/extra/path] posted body" in info.text
 
 
-def test_a_worker_keeps_its_state_between_requests_and_is_recycled(served):
+def test_each_request_starts_clean_and_workers_are_recycled(served):
     pool, nginx = served
     before = pool.workers()
     seen = [get(nginx, "/counter.php").text.strip() for _ in range(8)]
-    # Same instance: the function declared by an earlier request's script... is not kept:
-    # PHP's request shutdown drops user functions, as php-fpm does.
+    # The instance is kept, but PHP's request shutdown drops what a script declared (user
+    # functions, globals), as under php-fpm: no request sees the previous one's.
     assert set(seen) == {"fresh"}, seen
     deadline = time.monotonic() + 10
     while pool.workers() == before and time.monotonic() < deadline:
