@@ -5,9 +5,10 @@
 //     node bench/peer.mjs FILE.php [PHP_VERSION]
 //
 // The script's output goes to stdout (its errors to stderr); then one last stderr line,
-//     kiln-peer {"load": S, "run": S, "exit": N, "php": "8.2.x", "package": "3.1.x"}
+//     kiln-peer {"load": S, "run": S, "exit": N, "php": "8.2.x", "package": "3.1.x", "mode": "asyncify"}
 // gives the runtime load time (loadNodeRuntime + new PHP) and the script's own run time
-// separately, in seconds of wall clock. The file is copied into php-wasm's in-memory file
+// separately, in seconds of wall clock, and which of its builds php-wasm picked (JSPI when this
+// Node has WebAssembly.Suspending, else Asyncify). The file is copied into php-wasm's in-memory file
 // system (as /bench/NAME) and run in file mode (php_execute_script), so nothing from the
 // host is mounted.
 import { readFileSync } from 'node:fs';
@@ -33,11 +34,17 @@ const guest = `/bench/${basename(file)}`;
 php.mkdir('/bench');
 php.writeFile(guest, code);
 started = performance.now();
-const response = await php.run({ scriptPath: guest });
+let response;
+try {
+  response = await php.run({ scriptPath: guest });
+} catch (error) {
+  if (!error.response) throw error; // PHPExecutionFailureError: PHP exited non-zero
+  response = error.response;
+}
 const run = (performance.now() - started) / 1000;
 
 process.stdout.write(response.bytes);
 if (response.errors) process.stderr.write(response.errors);
 const phpVersion = (await php.run({ code: '<?php echo PHP_VERSION;' })).text;
-process.stderr.write(`\nkiln-peer ${JSON.stringify({ load, run, exit: response.exitCode, php: phpVersion, package: pkg })}\n`);
+process.stderr.write(`\nkiln-peer ${JSON.stringify({ load, run, exit: response.exitCode, php: phpVersion, package: pkg, mode: typeof WebAssembly.Suspending === 'function' ? 'jspi' : 'asyncify' })}\n`);
 process.exit(response.exitCode === 0 ? 0 : 1);

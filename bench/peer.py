@@ -148,7 +148,7 @@ def main() -> None:
             f"wasmtime-py {wasmtime_version}, engine {runner.engine_fingerprint()}"
             f"{'' if runner.time_limits_available() else ' (KILN_TIME_LIMITS=off)'}. "
             f"Peer: npm `@php-wasm/node` {peer_seen['package']} (PHP {peer_seen['php']}) in Node "
-            f"{node_version}, `loadNodeRuntime('8.2', {{emscriptenOptions: {{processId: 1}}}})`, its "
+            f"{node_version} (its {peer_seen.get('mode', '?')} build), `loadNodeRuntime('8.2', {{emscriptenOptions: {{processId: 1}}}})`, its "
             f"runtime load {statistics.median(loads):.2f} s (median) included in the whole-process "
             "column and left out of \"script alone\". Each round runs the four in that order; "
             "medians, ratios to native in brackets, last column below 1 means Kiln is faster.\n\n" + out + "\n")

@@ -43,13 +43,11 @@ import ctypes
 import functools
 import gc
 import hashlib
-import importlib.metadata
 import itertools
 import json
 import os
 import platform
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -57,11 +55,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import wasmtime
-from wasmtime import _ffi as _wasmtime_ffi  # raw C API: proc_exit callback, stdin bytes
+# wasmtime-py's import creates tens of thousands of objects (ctypes types and functions) that
+# trip some 40 garbage collections finding nothing to free: ~5% of a `python -m kiln.runner`
+# start-up. Collect after it instead (docs/benchmarks.md, "Start-up").
+_gc_was_enabled = gc.isenabled()
+gc.disable()
+try:
+    import wasmtime
+    from wasmtime import _ffi as _wasmtime_ffi  # raw C API: proc_exit callback, stdin bytes
 
-from kiln import atomic, settings
-from kiln.errors import KilnError
+    from kiln import settings
+    from kiln.errors import KilnError
+finally:
+    if _gc_was_enabled:
+        gc.enable()
 
 __all__ = [
     "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS", "engine_settings",
@@ -104,7 +111,17 @@ class StaleArtifactError(RunnerError):
 
 @functools.lru_cache(maxsize=None)
 def _wasmtime_version() -> str:
-    # A package-metadata lookup; every stage's task generator asks for the fingerprint.
+    """The installed wasmtime package's version (every stage's task generator asks for the
+    fingerprint, and so does every run of a precompiled artifact)."""
+    # From the .dist-info folder beside the package this process imported: importlib.metadata
+    # gives the same answer, but importing it (email, zipfile, csv...) was a quarter of
+    # `python -m kiln.runner`'s start-up (docs/benchmarks.md, "Start-up").
+    site = os.path.dirname(os.path.dirname(os.path.realpath(wasmtime.__file__)))
+    found = [name[len("wasmtime-"):-len(".dist-info")] for name in os.listdir(site)
+             if name.startswith("wasmtime-") and name.endswith(".dist-info")]
+    if len(found) == 1:
+        return found[0]
+    import importlib.metadata  # an egg, an odd layout, or several versions side by side
     return importlib.metadata.version("wasmtime")
 
 
@@ -204,6 +221,8 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
 
 def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     """Compile a .wasm to a native artifact for this engine, plus its metadata sidecar."""
+    from kiln import atomic  # only here: a run need not import it
+
     wasm_path, out_path = Path(wasm_path), Path(out_path)
     module = wasmtime.Module.from_file(make_engine(), str(wasm_path))
     data = bytes(module.serialize())
@@ -386,6 +405,8 @@ _live_captures: "weakref.WeakSet[_Capture]" = weakref.WeakSet()
 
 @atexit.register
 def _wait_for_capture_release(limit: float = 1.0) -> None:
+    if not _live_captures:  # nothing to wait for (the CLI inherits stdio): skip the ~8 ms collection
+        return
     gc.collect()  # Stores kept alive only by reference cycles
     deadline = time.monotonic() + limit
     while len(_live_captures) and time.monotonic() < deadline:
@@ -405,6 +426,8 @@ def _set_stdin(wasi: wasmtime.WasiConfig, data: bytes, cleanup: list[str]) -> No
         _wasmtime_ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), buf)
         setter(wasi.ptr(), ctypes.byref(vec))  # the config takes ownership of vec
         return
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix="kiln-stdin-")
     cleanup.append(tmp)
     with os.fdopen(fd, "wb") as f:
@@ -609,4 +632,10 @@ def main(args: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _status = main()
+    # The run is over and its Store freed: spare the interpreter's final garbage collection the
+    # objects wasmtime-py and Kiln made at import (~8% of a `-r 'echo 1;'` run), unless output
+    # captures are still held (they need that collection, see _wait_for_capture_release).
+    if not _live_captures:
+        gc.freeze()
+    sys.exit(_status)

@@ -13,7 +13,7 @@ _spec = importlib.util.spec_from_file_location("peer_bench", ROOT / "bench" / "p
 peer_bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(peer_bench)
 
-REPORT = {"load": 0.5, "run": 1.25, "exit": 0, "php": "8.2.33", "package": "3.1.56"}
+REPORT = {"load": 0.5, "run": 1.25, "exit": 0, "php": "8.2.33", "package": "3.1.56", "mode": "asyncify"}
 
 
 def test_the_report_is_the_last_marker_line_after_the_scripts_own_stderr():
@@ -47,3 +47,4 @@ def test_the_pinned_peer_runs_a_file_and_reports(tmp_path):
     report = peer_bench.parse_peer(proc.stderr)
     pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["@php-wasm/node"]
     assert report["package"] == pinned and report["php"].startswith("8.2.") and report["exit"] == 0
+    assert report["mode"] in ("jspi", "asyncify")
