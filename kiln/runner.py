@@ -47,6 +47,7 @@ import itertools
 import json
 import os
 import platform
+import stat
 import sys
 import threading
 import time
@@ -72,10 +73,10 @@ finally:
 
 __all__ = [
     "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS", "engine_settings",
-    "time_limits_available", "limit",
+    "time_limits_available", "limit", "check_timeout",
     "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
     "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
-    "load_module", "run", "main",
+    "load_module", "load_cached", "run", "main",
 ]
 
 EXIT_TIMEOUT = 124  # wall-clock limit reached (same value as coreutils `timeout`)
@@ -95,6 +96,7 @@ _NO_DEADLINE_TICKS = 1 << 48  # runs without a timeout: ~89,000 years of 10 ms t
 
 SIDECAR_SUFFIX = ".json"  # precompiled artifact metadata lives in ARTIFACT + ".json"
 _WASM_MAGIC = b"\0asm"
+_ELF_MAGIC = b"\x7fELF"  # what Module.serialize() writes
 
 
 class RunnerError(KilnError):
@@ -144,18 +146,16 @@ def limit(seconds: float) -> float | None:
     return seconds if time_limits_available() else None
 
 
+def _fingerprint(wasmtime_version: str, engine: Mapping[str, object], machine: str) -> str:
+    key = json.dumps({"wasmtime": wasmtime_version, "settings": dict(engine), "machine": machine},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def engine_fingerprint() -> str:
     """Short stable hash of everything a precompiled artifact depends on."""
-    key = json.dumps(
-        {
-            "wasmtime": _wasmtime_version(),
-            "settings": engine_settings(),
-            # Artifacts are native code: never share them across CPU architectures.
-            "machine": platform.machine(),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+    # Artifacts are native code: never share them across CPU architectures.
+    return _fingerprint(_wasmtime_version(), engine_settings(), platform.machine())
 
 
 _engine: wasmtime.Engine | None = None
@@ -235,6 +235,9 @@ def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike) -> Pat
     meta = {
         "wasmtime": _wasmtime_version(),
         "fingerprint": engine_fingerprint(),
+        # What the fingerprint hashes, so a mismatch can say which setting differs.
+        "settings": engine_settings(),
+        "machine": platform.machine(),
         "source_sha256": _sha256_file(wasm_path),
         "size": len(data),
     }
@@ -250,19 +253,51 @@ def read_artifact_metadata(path: str | os.PathLike) -> dict | None:
         return None
 
 
+def _time_limits_word(epoch_checks: object) -> str:
+    return "KILN_TIME_LIMITS=" + ("on" if epoch_checks else "off")
+
+
+def _engine_difference(meta: dict) -> tuple[str, str]:
+    """(what differs, how to fix it) between an artifact's engine and this process's."""
+    rebuild = "rebuild it (re-run the AOT step)"
+    if meta.get("wasmtime") != _wasmtime_version():
+        return (f"precompiled by wasmtime-py {meta.get('wasmtime')}, this is {_wasmtime_version()}",
+                f"run the .wasm instead, or {rebuild}")
+    if meta.get("machine", platform.machine()) != platform.machine():
+        return (f"precompiled on {meta['machine']}, this machine is {platform.machine()}",
+                f"run the .wasm instead, or {rebuild} here")
+    here = engine_settings()
+    there = meta.get("settings")
+    if there is None:
+        # Sidecars written before the settings were recorded: find the setting by trying the
+        # one a user changes (KILN_TIME_LIMITS).
+        flipped = {**here, "epoch_interruption": not here["epoch_interruption"]}
+        if _fingerprint(_wasmtime_version(), flipped, platform.machine()) == meta.get("fingerprint"):
+            there = flipped
+    if there is not None and there.get("epoch_interruption") != here["epoch_interruption"]:
+        built, now = _time_limits_word(there.get("epoch_interruption")), _time_limits_word(here["epoch_interruption"])
+        return (f"precompiled with {built}, this run has {now}",
+                f"run it with {built}, run the .wasm instead, or {rebuild} with {now}")
+    if there is not None:
+        changed = sorted(k for k in set(here) | set(there) if here.get(k) != there.get(k))
+        if changed:
+            return (f"precompiled with other engine settings ({', '.join(f'{k}={there.get(k)!r}' for k in changed)}; "
+                    f"this engine: {', '.join(f'{k}={here.get(k)!r}' for k in changed)})", rebuild)
+    return (f"built for engine {meta.get('fingerprint')}, this is {engine_fingerprint()} "
+            f"(wasmtime {_wasmtime_version()} both)", rebuild)
+
+
 def _check_artifact(path: Path) -> None:
     meta = read_artifact_metadata(path)
-    problem = None
+    problem, fix = None, "rebuild it (re-run the AOT step)"
     if meta is None:
         problem = f"no readable metadata ({sidecar_path(path).name})"
     elif meta.get("fingerprint") != engine_fingerprint():
-        problem = (f"built for engine {meta.get('fingerprint')} (wasmtime {meta.get('wasmtime')}),"
-                   f" this is {engine_fingerprint()} (wasmtime {_wasmtime_version()})")
+        problem, fix = _engine_difference(meta)
     elif meta.get("size") != path.stat().st_size:
         problem = "its size does not match its metadata"
     if problem:
-        raise StaleArtifactError(
-            f"{path}: stale precompiled artifact: {problem}; rebuild it (re-run the AOT step)")
+        raise StaleArtifactError(f"{path}: stale precompiled artifact: {problem}; {fix}")
 
 
 _modules: dict[str, tuple[tuple[int, int], wasmtime.Module]] = {}
@@ -279,6 +314,8 @@ def load_module(path: str | os.PathLike) -> wasmtime.Module:
         st = os.stat(key)
     except OSError as e:
         raise RunnerError(f"{path}: cannot load module: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise RunnerError(f"{path} is a folder, not a module: give the .wasm or .cwasm file")
     stamp = (st.st_mtime_ns, st.st_size)
     with _modules_lock:
         cached = _modules.get(key)
@@ -291,8 +328,16 @@ def load_module(path: str | os.PathLike) -> wasmtime.Module:
         cached = _modules.get(key)
         if cached and cached[0] == stamp:
             return cached[1]
-        with open(key, "rb") as f:
-            magic = f.read(4)
+        try:
+            with open(key, "rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise RunnerError(f"{path}: cannot load module: {e.strerror}") from None
+        if magic not in (_WASM_MAGIC, _ELF_MAGIC):
+            # Wasmtime artifacts are ELF files; anything else would only get a confusing
+            # "stale artifact" or deserialization error.
+            raise RunnerError(f"{path} is not a wasm module ({'empty' if not magic else f'it starts with {magic!r}'}):"
+                              " give a .wasm, or a .cwasm precompiled by Kiln")
         engine = make_engine()
         try:
             if magic == _WASM_MAGIC:
@@ -308,6 +353,33 @@ def load_module(path: str | os.PathLike) -> wasmtime.Module:
         with _modules_lock:
             _modules[key] = (stamp, module)
         return module
+
+
+def load_cached(path: str | os.PathLike) -> wasmtime.Module:
+    """load_module, but a .wasm is compiled once per content and engine and the native code
+    kept under KILN_CACHE (compiling PHP takes seconds, loading the artifact a fraction of one),
+    the way a containerd wasm shim caches. Precompiled artifacts load as they are."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            is_wasm = f.read(4) == _WASM_MAGIC
+    except OSError:
+        is_wasm = False  # load_module says what is wrong with it
+    if not is_wasm:
+        return load_module(path)
+    cached = settings.cache_dir() / "modules" / engine_fingerprint() / f"{_sha256_file(path)}.cwasm"
+    if read_artifact_metadata(cached) is None or not cached.is_file():
+        try:
+            precompile(path, cached)
+        except (OSError, wasmtime.WasmtimeError):
+            # A read-only cache: compile in memory, as before. A broken module: load_module
+            # gives the one-line reason.
+            return load_module(path)
+    try:
+        return load_module(cached)
+    except StaleArtifactError:  # a copy half-replaced by another process, say: compile again
+        precompile(path, cached)
+        return load_module(cached)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +533,13 @@ def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str):
         store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item))
     return wrap_extern(item) if found else None
 
+def check_timeout(timeout: float | None) -> None:
+    """Refuse a time limit this process cannot enforce (KILN_TIME_LIMITS=off), in one line."""
+    if timeout is not None and not time_limits_available():
+        raise RunnerError(f"a {timeout:g} s time limit needs Wasmtime's epoch checks, which "
+                          "KILN_TIME_LIMITS=off leaves out: unset it (and re-run the AOT step)")
+
+
 def run(
     module_or_path: wasmtime.Module | str | os.PathLike,
     argv: Sequence[str],
@@ -488,9 +567,7 @@ def run(
     per call.
     """
     limits = time_limits_available()
-    if timeout is not None and not limits:
-        raise RunnerError(f"a {timeout:g} s time limit needs Wasmtime's epoch checks, which "
-                          "KILN_TIME_LIMITS=off leaves out: unset it (and re-run the AOT step)")
+    check_timeout(timeout)
     module = (module_or_path if isinstance(module_or_path, wasmtime.Module)
               else load_module(module_or_path))
     engine = make_engine()
@@ -584,51 +661,13 @@ def run(
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line
+# Command line: kiln/run_command.py (`kiln run`); `python -m kiln.runner` is the same program.
 
 
-def _parse_dir(spec: str) -> Preopen:
-    # HOST::GUEST[:ro|:rw]; "::" because either side may contain a single colon.
-    host, sep, guest = spec.partition("::")
-    if not sep or not host or not guest:
-        raise argparse.ArgumentTypeError(f"expected HOST::GUEST[:ro], got {spec!r}")
-    writable = True  # like `wasmtime run --dir`; ":ro" opts out
-    for suffix, mode in ((":ro", False), (":rw", True)):
-        if guest.endswith(suffix):
-            guest, writable = guest[: -len(suffix)], mode
-            break
-    return Preopen(Path(host), guest, writable)
+def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner") -> int:
+    from kiln import run_command
 
-
-def _parse_env(spec: str) -> tuple[str, str]:
-    name, sep, value = spec.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected K=V, got {spec!r}")
-    return name, value
-
-
-def main(args: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m kiln.runner",
-        description="Run a wasm32-wasi module (.wasm or precompiled) with Kiln's runner.")
-    parser.add_argument("--dir", action="append", default=[], type=_parse_dir,
-                        metavar="HOST::GUEST[:ro]", help="grant a host directory (default writable)")
-    parser.add_argument("--env", action="append", default=[], type=_parse_env, metavar="K=V",
-                        help="set a guest environment variable (the host's are never passed)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
-    parser.add_argument("--argv0", help="argv[0] for the guest (default: module file name)")
-    parser.add_argument("module", metavar="MODULE")
-    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
-    ns = parser.parse_args(args)
-    sys.stdout.flush()  # the guest writes straight to fd 1 and 2
-    sys.stderr.flush()
-    try:
-        result = run(ns.module, [ns.argv0 or os.path.basename(ns.module), *ns.args],
-                     env=dict(ns.env), preopens=ns.dir, timeout=ns.timeout, inherit_stdio=True)
-    except KilnError as e:  # RunnerError, or a bad setting such as KILN_TIME_LIMITS
-        print(f"kiln.runner: {e}", file=sys.stderr)
-        return 1
-    return result.exit_code
+    return run_command.main(args, prog)
 
 
 if __name__ == "__main__":

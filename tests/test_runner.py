@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ wasmtime = pytest.importorskip("wasmtime")
 
 from kiln import runner  # noqa: E402
 from kiln.runner import Preopen  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # One program with subcommands: a single zig compile keeps the fixture fast.
 TOOL_C = r"""
@@ -338,17 +342,17 @@ def test_cli_inherits_stdio_and_returns_the_exit_code(tool, tmp_path):
     assert "argv[0]=php\nargv[1]=args\nargv[2]=x\n" in proc.stdout and "env:K=V" in proc.stdout
     proc = subprocess.run(base + [str(tool), "args"], capture_output=True, text=True, cwd=cwd)
     assert "argv[0]=tool.wasm" in proc.stdout and "envc=0" in proc.stdout
-    proc = subprocess.run(base + ["--dir", f"{tmp_path}::/d:ro", str(tool), "write", "/d/x", "y"],
+    proc = subprocess.run(base + ["-v", f"{tmp_path}:/d:ro", str(tool), "write", "/d/x", "y"],
                           capture_output=True, text=True, cwd=cwd)
     assert proc.returncode == 1 and not (tmp_path / "x").exists()
-    proc = subprocess.run(base + ["--dir", f"{tmp_path}::/d", str(tool), "cat", "/d/in.txt"],
+    proc = subprocess.run(base + ["-v", f"{tmp_path}:/d", str(tool), "cat", "/d/in.txt"],
                           capture_output=True, text=True, cwd=cwd)
-    assert (proc.returncode, proc.stdout) == (0, "from host")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "from host", "")
     proc = subprocess.run(base + [str(tool), "exit", "255"], capture_output=True, cwd=cwd)
     assert proc.returncode == 255
     proc = subprocess.run(base + [str(tmp_path / "none.wasm")], capture_output=True, text=True,
                           cwd=cwd)
-    assert proc.returncode == 1 and proc.stderr.startswith("kiln.runner: ")
+    assert proc.returncode == 2 and proc.stderr.startswith("kiln.runner: ")
     assert "Traceback" not in proc.stderr
     proc = subprocess.run(base + ["--timeout", "0.2", str(tool), "loop"],
                           capture_output=True, text=True, cwd=cwd)
@@ -375,8 +379,110 @@ def test_without_time_limits_runs_work_and_a_limit_is_refused_in_one_line(tool, 
     assert without[0] != runner.engine_fingerprint() and runner.time_limits_available()
     artifact = runner.precompile(tool, tmp_path / "tool.cwasm")
     proc = subprocess.run(base + [str(artifact), "exit", "3"], capture_output=True, text=True, cwd=cwd, env=off)
-    assert proc.returncode != 3 and "stale precompiled artifact" in proc.stderr
+    assert proc.returncode == 2 and "stale precompiled artifact" in proc.stderr
+    assert "precompiled with KILN_TIME_LIMITS=on, this run has KILN_TIME_LIMITS=off" in proc.stderr
+    # A sidecar from before settings were recorded: the setting is still found and named.
+    meta = json.loads(runner.sidecar_path(artifact).read_text())
+    del meta["settings"], meta["machine"]
+    runner.sidecar_path(artifact).write_text(json.dumps(meta))
+    proc = subprocess.run(base + [str(artifact), "exit", "3"], capture_output=True, text=True, cwd=cwd, env=off)
+    assert "precompiled with KILN_TIME_LIMITS=on, this run has KILN_TIME_LIMITS=off" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     bad = subprocess.run(base + [str(tool)], capture_output=True, text=True, cwd=cwd,
                          env={**os.environ, "KILN_TIME_LIMITS": "maybe"})
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
         "kiln.runner: KILN_TIME_LIMITS='maybe' is not one of on, off: fix or unset it"]
+
+
+def test_the_old_dir_spelling_still_works_with_a_one_line_note(tool, tmp_path):
+    (tmp_path / "in.txt").write_text("old")
+    proc = subprocess.run([sys.executable, "-m", "kiln.runner", "--dir", f"{tmp_path}::/d:ro", str(tool),
+                           "cat", "/d/in.txt"], capture_output=True, text=True, cwd=ROOT)
+    assert (proc.returncode, proc.stdout) == (0, "old")
+    assert proc.stderr.splitlines() == [
+        f"kiln.runner: --dir HOST::GUEST is deprecated, use -v {tmp_path}:/d:ro (same meaning)"]
+
+
+def test_a_wasm_module_is_compiled_once_and_cached(tool, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "KILN_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "kiln.runner", str(tool), "exit", "5"],
+                              capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert proc.returncode == 5, proc.stderr
+    artifacts = list(cache.glob("modules/*/*.cwasm"))
+    assert [a.name for a in artifacts] == [f"{runner._sha256_file(tool)}.cwasm"]
+    assert artifacts[0].parent.name == runner.engine_fingerprint()
+    stamp = artifacts[0].stat().st_mtime_ns
+    runner.load_cached(tool)  # in process too: the cached artifact is reused, not rewritten
+    assert artifacts[0].stat().st_mtime_ns == stamp
+
+
+def test_a_read_only_cache_still_runs_the_module(tool, tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(runner, "precompile", lambda *a: (_ for _ in ()).throw(PermissionError("ro")))
+    assert runner.run(runner.load_cached(tool), ["tool", "exit", "3"]).exit_code == 3
+
+
+@pytest.mark.parametrize("time_limits", ["on", "off"])
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_a_busy_module_promptly(tool, tmp_path, time_limits, sig, status):
+    """Without epoch checks (KILN_TIME_LIMITS=off) nothing inside the guest would notice:
+    the main thread handles the signal while the module runs in a worker."""
+    env = {**os.environ, "KILN_TIME_LIMITS": time_limits, "KILN_CACHE": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.runner", str(tool), "loop"], cwd=ROOT,
+                            env=env, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)  # compiled and spinning
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        assert proc.wait(timeout=5) == status
+        assert time.monotonic() - sent < 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert b"Traceback" not in proc.stderr.read()
+
+
+def test_deep_recursion_in_the_cli_worker_traps_cleanly(tool):
+    proc = subprocess.run([sys.executable, "-m", "kiln.runner", str(tool), "overflow"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == runner.EXIT_TRAP and "stack" in proc.stderr
+
+
+def test_a_script_outside_every_grant_is_named_with_the_grant_to_add(tool, tmp_path):
+    script = tmp_path / "site" / "index.php"
+    script.parent.mkdir()
+    script.write_text("<?php")
+    base = [sys.executable, "-m", "kiln.runner"]
+    proc = subprocess.run(base + [str(tool), "cat", str(script)], capture_output=True, text=True, cwd=ROOT)
+    assert (proc.returncode, proc.stderr) == (2, f"kiln.runner: {script} is outside every folder granted "
+                                                 f"to the module: add -v {script.parent}:{script.parent}:ro\n")
+    proc = subprocess.run(base + ["-v", f"{tmp_path}:/app", str(tool), "cat", str(script)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "the module sees that file as /app/site/index.php" in proc.stderr
+    anywhere = {**os.environ, "PYTHONPATH": str(ROOT)}  # the project need not be installed
+    proc = subprocess.run(base + [str(tool), "cat", "site/index.php"], capture_output=True, text=True,
+                          cwd=tmp_path, env=anywhere)
+    assert proc.returncode == 2 and "add -v .:.:ro" in proc.stderr
+    for grant, path in ((".:.", "site/index.php"), (f"{tmp_path}:/", "site/index.php"),
+                        (f"{tmp_path}/site:/app", "/app/index.php")):
+        proc = subprocess.run(base + ["-v", grant, str(tool), "cat", path], capture_output=True,
+                              text=True, cwd=tmp_path, env=anywhere)
+        assert (proc.returncode, proc.stdout) == (0, "<?php"), (grant, proc.stderr)
+
+
+def test_unusable_modules_are_named_in_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty.wasm").write_bytes(b"")
+    with pytest.raises(runner.RunnerError, match=r"is a folder, not a module"):
+        runner.load_module(tmp_path)
+    with pytest.raises(runner.RunnerError, match=r"notes.txt is not a wasm module \(it starts with b'hell'\)"):
+        runner.load_cached(tmp_path / "notes.txt")
+    with pytest.raises(runner.RunnerError, match=r"empty.wasm is not a wasm module \(empty\)"):
+        runner.load_cached(tmp_path / "empty.wasm")
+    broken = tmp_path / "broken.wasm"
+    broken.write_bytes(b"\0asm\x01\0\0\0\xff")
+    with pytest.raises(runner.RunnerError, match="broken.wasm: cannot load module"):
+        runner.load_cached(broken)

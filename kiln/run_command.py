@@ -1,0 +1,187 @@
+"""`kiln run` (and `python -m kiln.runner`): run one wasm32-wasi module from the command line.
+
+kiln/runner.py does the running; this module turns a command line into one run(): grants,
+checks that give one-line errors before anything is compiled, and Ctrl-C/SIGTERM handling.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from . import cliargs
+from .errors import KilnError
+from .runner import Preopen, RunResult, check_timeout, load_cached, run
+
+DESCRIPTION = """\
+Run a wasm32-wasi module once, in Wasmtime, the way Kiln runs PHP everywhere.
+
+The module sees only what is given: the folders granted with -v, the variables set with -e
+(nothing from the host's environment), ARGS as its argv after argv[0], and this terminal's
+stdin/stdout/stderr. A .wasm is compiled once and the native code kept under KILN_CACHE; a
+.cwasm must have been precompiled by Kiln for this Wasmtime and these settings.
+"""
+
+EPILOG = """\
+exit status:
+  the module's own (0-255), 124 when --timeout ended it, 134 when it trapped,
+  130/143 when interrupted (Ctrl-C/SIGTERM), 2 for a usage or input error.
+
+examples:
+  kiln run php.cwasm -r 'echo PHP_VERSION, "\\n";'
+  kiln run -v .:/app:ro php.cwasm /app/index.php
+  kiln run -v "$PWD:." -e APP_ENV=dev --timeout 30 php.wasm bin/console
+
+-v HOST:GUEST[:ro] grants a host folder at GUEST (an absolute path, or . for the guest's
+relative paths); it is writable unless :ro, as with docker run -v.
+"""
+
+
+def _legacy_dir(label: str):
+    """The old --dir HOST::GUEST[:ro] ("::" because either side may hold a colon)."""
+    def convert(spec: str) -> Preopen:
+        host, sep, guest = spec.partition("::")
+        if not sep or not host or not guest:
+            raise argparse.ArgumentTypeError(f"expected HOST::GUEST[:ro], got {spec!r}; "
+                                             "better: -v HOST:GUEST[:ro]")
+        writable = True  # like `wasmtime run --dir`; ":ro" opts out
+        for suffix, mode in ((":ro", False), (":rw", True)):
+            if guest.endswith(suffix):
+                guest, writable = guest[: -len(suffix)], mode
+                break
+        try:
+            folder = cliargs.host_folder(host)
+        except KilnError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        print(f"{label}: --dir HOST::GUEST is deprecated, use -v {host}:{guest}"
+              f"{'' if writable else ':ro'} (same meaning)", file=sys.stderr)
+        return Preopen(folder, guest, writable)
+    convert.__name__ = "grant"
+    return convert
+
+
+def _guest_sees(guest_path: str, preopens: Sequence[Preopen]) -> bool:
+    """Whether a path the guest is given lies under one of its grants. wasi-libc resolves a
+    relative path through a "." grant, else from "/" (its working directory)."""
+    if not guest_path.startswith("/"):
+        if any(p.guest == "." for p in preopens):
+            return True
+        guest_path = "/" + guest_path
+    guest_path = os.path.normpath(guest_path)
+    for p in preopens:
+        root = p.guest.rstrip("/")
+        if p.guest != "." and (guest_path == (root or "/") or guest_path.startswith(root + "/")):
+            return True
+    return False
+
+
+def unreachable_script(args: Sequence[str], preopens: Sequence[Preopen]) -> str | None:
+    """A one-line error when the first argument naming a host file (the script, for PHP and
+    every interpreter like it) is outside every grant: the module would only say "Could not
+    open input file". None when it is reachable, or no argument names a host file."""
+    for arg in args:
+        if arg.startswith("-") or not os.path.isfile(arg):
+            continue
+        if _guest_sees(arg, preopens):
+            return None
+        host = Path(arg).resolve()
+        for p in preopens:  # a host path given where the guest path was meant
+            if p.guest != "." and host.is_relative_to(p.host.resolve()):
+                inside = host.relative_to(p.host.resolve()).as_posix()
+                return (f"{arg} is a host path; the module sees that file as "
+                        f"{p.guest.rstrip('/')}/{inside}: pass that instead")
+        grant = "-v .:.:ro" if not arg.startswith("/") else f"-v {host.parent}:{host.parent}:ro"
+        return f"{arg} is outside every folder granted to the module: add {grant}"
+    return None
+
+
+_WORKER_STACK = 16 << 20  # the wasm stack (max_wasm_stack, 2 MiB) plus host frames, with room
+
+
+def run_interruptible(work):
+    """Run work() in a worker thread and return its result (or raise its exception), while
+    the main thread waits for SIGINT/SIGTERM and ends the process at once with 130/143.
+
+    A guest cannot be stopped from outside otherwise: epoch interruption is only checked in
+    code compiled with it (not under KILN_TIME_LIMITS=off), and not in a host call such as a
+    read from the terminal. Python runs signal handlers in the main thread only, which waits
+    here with the GIL free (Wasmtime's calls release it). os._exit, because nothing is left
+    to clean: the guest's output went straight to fds 1 and 2, and its files are closed by
+    the kernel, as for a native program killed by the same signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return work()  # signals cannot be handled here; whoever owns the main thread does
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # handed to the main thread below
+            outcome["error"] = exc
+
+    def stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+        os._exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        old_size = threading.stack_size(_WORKER_STACK)
+        try:
+            worker = threading.Thread(target=target, name="kiln-run", daemon=True)
+        finally:
+            threading.stack_size(old_size)
+        worker.start()
+        worker.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["result"]
+
+
+def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner") -> int:
+    label = prog.removeprefix("python -m ")  # how messages name this program
+    parser = cliargs.Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                            formatter_class=cliargs.formatter,
+                            usage=f"{prog} [OPTIONS] MODULE [ARGS...]")
+    parser.add_argument("-v", "--volume", dest="grants", action="append", default=[],
+                        type=cliargs.grant_type(relative_guest=True), metavar="HOST:GUEST[:ro]",
+                        help="grant a host folder (repeatable; writable unless :ro)")
+    parser.add_argument("--dir", dest="grants", action="append", type=_legacy_dir(label),
+                        metavar="HOST::GUEST[:ro]", help="deprecated spelling of -v")
+    parser.add_argument("-e", "--env", action="append", default=[], type=cliargs.env_pair,
+                        metavar="NAME=VALUE", help="set a guest environment variable (repeatable)")
+    parser.add_argument("--timeout", type=cliargs.positive_float, metavar="SECONDS",
+                        help="wall-clock limit; the run then exits 124")
+    parser.add_argument("--memory", type=cliargs.positive_int, metavar="MB",
+                        help="linear memory cap: past it the guest's malloc fails")
+    parser.add_argument("--argv0", metavar="NAME",
+                        help="argv[0] for the guest (default: the module's file name)")
+    parser.add_argument("module", metavar="MODULE", help=".wasm or Kiln-precompiled .cwasm")
+    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                        help="the module's arguments")
+    ns = parser.parse_args(args)
+    problem = unreachable_script(ns.args, ns.grants)
+    if problem:
+        print(f"{label}: {problem}", file=sys.stderr)
+        return cliargs.EXIT_USAGE
+    argv = [ns.argv0 or os.path.basename(ns.module), *ns.args]
+    memory = ns.memory * 1024 * 1024 if ns.memory else None
+    sys.stdout.flush()  # the guest writes straight to fd 1 and 2
+    sys.stderr.flush()
+
+    def work() -> RunResult:
+        return run(load_cached(ns.module), argv, env=dict(ns.env), preopens=ns.grants,
+                   timeout=ns.timeout, memory_limit=memory, inherit_stdio=True)
+
+    try:
+        check_timeout(ns.timeout)  # before compiling for seconds
+        result = run_interruptible(work)
+    except KilnError as e:  # RunnerError, or a bad setting such as KILN_TIME_LIMITS
+        print(f"{label}: {e}", file=sys.stderr)
+        return cliargs.EXIT_USAGE
+    return result.exit_code
+
