@@ -4,6 +4,7 @@ and check its OpenPGP signature against the release keys when one is published b
 from doit.tools import config_changed
 
 from kiln import atomic, fetch, settings, signature
+from kiln.errors import KilnError
 from kiln.layout import source_archive
 
 from . import php, user_errors
@@ -16,12 +17,16 @@ def _download(filename, sha256, urls, mirrors, keys):
     print(f"  {filename}: sha256 {sha256[:16]}... matches the pin (from {origin})")
     record = {"sha256": sha256, "origin": origin, "signature": None}
     asc = target.with_name(target.name + ".asc")
-    if keys and (fetch.fetch_companion(origin + ".asc", asc) or asc.is_file()):
+    fetched = keys and fetch.fetch_companion(origin + ".asc", asc)
+    if keys and (fetched or asc.is_file()):
         try:
             record["signature"] = signature.verify(target, asc, keys)
-        except Exception:
+        except Exception as exc:
             target.unlink(missing_ok=True)  # a bad signature condemns the tarball too
             asc.unlink(missing_ok=True)
+            if isinstance(exc, KilnError):  # say who served the pair: that origin is suspect
+                served = f"{origin}.asc" if fetched else f"{asc} (left in the source cache)"
+                raise KilnError(f"{exc} (signature from {served})") from None
             raise
         print(f"  {filename}: good OpenPGP signature from {record['signature']}")
     else:
