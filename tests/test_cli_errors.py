@@ -7,9 +7,11 @@ input error), exactly one line on stderr that names the thing and the fix, and n
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,28 @@ def test_an_installed_console_script_runs(files):
         pytest.skip("the project is not installed in this interpreter (scripts/setup does it)")
     proc = subprocess.run([str(script), "--version"], cwd=files["base"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("kiln ")
+
+
+def test_ctrl_c_ends_an_image_run_and_removes_its_root(tool, tmp_path):
+    entries = [oci.Entry("tool.wasm", tarfile.REGTYPE, 0o755, tool.read_bytes())]
+    image = oci.Image(config={"Entrypoint": ["/tool.wasm"], "Cmd": ["loop"]}, layers=[oci.write_layer(entries, 0)])
+    oci.write_layout(tmp_path / "layout", {"loop": oci.assemble(image, 0)})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "kiln", "image", "run", str(tmp_path / "layout")],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(scratch),
+                                 "KILN_CACHE": str(tmp_path / "cache")})
+    try:
+        deadline = time.monotonic() + 30
+        while not list(scratch.glob("kiln-shim-*/*/rootfs/tool.wasm")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(1)  # compiled and spinning
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in proc.stderr.read()
+    assert list(scratch.iterdir()) == []
