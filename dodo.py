@@ -106,19 +106,18 @@ try:
     from tasks.smoke import task_php_smoke, task_php_smoke_optimized  # noqa: F401
     from tasks.wordpress import task_wordpress_docroot, task_wordpress_download  # noqa: F401
 
-    from kiln.images import KINDS as _image_kinds
+    from kiln.images import kinds_for as _image_kinds
 
     _known = {b.id for b in builds()}
-    _known |= {f"{b}-{kind}" for b in list(_known) for kind in _image_kinds}  # php_image:<id>-<kind>
+    _known |= {f"{b.id}-{kind}" for b in builds() for kind in _image_kinds(b)}  # php_image:<id>-<kind>
     _command, _selected = _command_and_tasks(sys.argv)
     for _name in _selected:
         # Catch `php:9.9.9` here: doit would only say "not a task".
         base, _, sub = _name.partition(":")
         if base.startswith("php") and sub and not any(c in sub for c in "*?[") and sub not in _known:
             version, _, flavour = sub.partition("-")
-            php().check_version(version)
-            php().check_flavour(flavour or "default")
-            _fail(f"unknown build {sub!r}: known builds are {', '.join(sorted(_known))}")
+            php().check_build(version, flavour or "default")  # the real reason, in one line
+            _fail(f"unknown build {sub!r} for {base}: `doit list --all` shows every task")
     _lock_file = _prepare_build_output()
     if _command not in _READ_ONLY and not (_selected and set(_selected) <= _LOCK_FREE_TASKS):
         _take_build_lock(_lock_file)

@@ -164,7 +164,7 @@ def memory(php: str, aot: Path, src: Path) -> dict:
     (Python + Wasmtime + the guest; `runner_baseline` is Python + Wasmtime alone)."""
     script = src / "Zend" / "bench.php"
     _, _, native, _ = _spawn([php, "-n", str(script)])
-    cli = [sys.executable, "-m", "kiln.runner", "--dir", f"{script.parent}::/zend:ro",
+    cli = [sys.executable, "-m", "kiln.runner", "-v", f"{script.parent}:/zend:ro",
            str(aot), "/zend/bench.php"]
     _, code, module, _ = _spawn(cli, cwd=settings.ROOT)
     # The runner process alone (Python + Wasmtime, nothing loaded) for scale.

@@ -31,6 +31,11 @@ class _TryNext(Exception):
     """This origin cannot give us the file; say why and move on."""
 
 
+class _BadCopy(_TryNext):
+    """This origin has the file, but not the pinned bytes: worth a warning even if another
+    origin has them."""
+
+
 @dataclass
 class Origin:
     location: str  # folder path or URL of the file itself
@@ -144,8 +149,12 @@ def fetch(filename: str, sha256: str, dest: Path, upstream_urls: list[str],
     """Place `filename` at `dest` once its sha256 matches; returns where it came from."""
     failures = []
     atomic.clear_stale(dest)
-    if dest.is_file() and file_sha256(dest) == sha256:
-        return f"{dest} (already in the source cache)"
+    if dest.is_file():
+        got = file_sha256(dest)
+        if got == sha256:
+            return f"{dest} (already in the source cache)"
+        print(f"  {filename}: the copy in the source cache does not match its pin (sha256 {got[:16]}..., "
+              f"pinned {sha256[:16]}...): fetching it again", file=sys.stderr)
     session = requests.Session()
     for origin in origins(filename, upstream_urls, mirrors):
         try:
@@ -155,8 +164,14 @@ def fetch(filename: str, sha256: str, dest: Path, upstream_urls: list[str],
                 else:
                     got = _copy_local(origin, tmp, filename)
                 if got != sha256:
-                    raise _TryNext(f"checksum mismatch (sha256 {got[:16]}..., pinned {sha256[:16]}...)")
+                    raise _BadCopy(f"checksum mismatch (sha256 {got[:16]}..., pinned {sha256[:16]}...)")
             return origin.location
+        except _BadCopy as why:
+            # Said now, by name, even if a later origin has a good copy: someone should fix
+            # or drop this mirror, and it would be tried first again next time.
+            print(f"  kiln: warning: {origin.location} is a bad copy: {why}; trying the next origin",
+                  file=sys.stderr)
+            failures.append(f"{origin.location}: {why}")
         except _TryNext as why:
             failures.append(f"{origin.location}: {why}")
     tried = "; ".join(failures)

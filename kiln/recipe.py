@@ -97,6 +97,15 @@ class Recipe:
     def flavour_applies(self, flavour: str, version: str) -> bool:
         return Version.parse(version) in self.flavours[flavour].when
 
+    def check_build(self, version: str, flavour: str) -> None:
+        """A one-line error unless the recipe has this build (version, flavour, their range)."""
+        self.check_version(version)
+        when = self.check_flavour(flavour).when
+        if not self.flavour_applies(flavour, version):
+            raise KilnError(f"there is no {self.name} {version} {flavour} build: the {flavour} flavour "
+                            f"{when.describe()} (when = \"{when}\" in "
+                            f"{self.path.relative_to(LANGUAGES.parent)})")
+
     def patches_for(self, version: str, flavour: str = "default") -> list[Patch]:
         """The series of one build: the patches whose range covers the release and whose
         flavours (if they name any) include the build's."""
@@ -184,7 +193,14 @@ def read_toml(path: Path, what: str = "recipe") -> tuple[dict, _Checker]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise KilnError(f"{path}: not valid TOML: {exc}") from None
+        # tomllib ends its message with "(at line L, column C)": put the line where every
+        # other recipe error has it, FILE:LINE: what is wrong.
+        message = str(exc)
+        found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+        if found:
+            message = f"{message[:found.start()]} (column {found.group(2)})"
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        raise KilnError(f"{where}: not valid TOML: {message}") from None
     return data, _Checker(path, text)
 
 

@@ -102,7 +102,7 @@ def unreachable_script(args: Sequence[str], preopens: Sequence[Preopen]) -> str 
 _WORKER_STACK = 16 << 20  # the wasm stack (max_wasm_stack, 2 MiB) plus host frames, with room
 
 
-def run_interruptible(work):
+def run_interruptible(work, cleanup=None):
     """Run work() in a worker thread and return its result (or raise its exception), while
     the main thread waits for SIGINT/SIGTERM and ends the process at once with 130/143.
 
@@ -111,7 +111,8 @@ def run_interruptible(work):
     read from the terminal. Python runs signal handlers in the main thread only, which waits
     here with the GIL free (Wasmtime's calls release it). os._exit, because nothing is left
     to clean: the guest's output went straight to fds 1 and 2, and its files are closed by
-    the kernel, as for a native program killed by the same signal."""
+    the kernel, as for a native program killed by the same signal. `cleanup` runs first, for
+    what the caller made (an unpacked image)."""
     if threading.current_thread() is not threading.main_thread():
         return work()  # signals cannot be handled here; whoever owns the main thread does
     outcome: dict[str, object] = {}
@@ -123,7 +124,11 @@ def run_interruptible(work):
             outcome["error"] = exc
 
     def stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-        os._exit(128 + signum)
+        try:
+            if cleanup is not None:
+                cleanup()
+        finally:
+            os._exit(128 + signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -1,6 +1,7 @@
 """Run a wasm container image the way a containerd wasm shim (runwasi) does, in Wasmtime.
 
-    python -m kiln.shimrun [-v HOST:GUEST[:ro]] [-e K=V] [--port N] IMAGE [ARGS...]
+    kiln image run [-v HOST:GUEST[:ro]] [-e K=V] [--port N] IMAGE [ARGS...]
+    (python -m kiln.shimrun is the same program)
 
 What happens, as with Docker+Wasm:
 - the image's layers are unpacked into a fresh root file system, which the module gets as `/`
@@ -13,7 +14,7 @@ What happens, as with Docker+Wasm:
 - WorkingDir is granted as `.` as well (WASI preview 1 has no working directory of its own);
 - a precompiled entrypoint (.cwasm, the -cli-aot image) runs only when the image's
   kiln.engine.fingerprint label matches this Wasmtime; a .wasm entrypoint is compiled once and
-  cached under KILN_CACHE;
+  cached under KILN_CACHE (runner.load_cached, as for `kiln run`);
 - an image labelled kiln.server=cgi (the -server image) is served over HTTP on --port by
   kiln.server (php-cgi per request), since a WASI module cannot listen itself.
 
@@ -25,7 +26,6 @@ KILN_BUILD_OUTPUT whose tag matches.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from . import oci, runner, settings
+from . import cliargs, oci, run_command, runner, settings
 from .errors import KilnError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -188,21 +188,11 @@ def add_runtime_files(root: Path, hostname: str) -> None:
 # Modules
 
 
-def _compiled(path: Path):
-    """A .wasm entrypoint, compiled once per content and engine, cached like a shim would."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    cached = settings.cache_dir() / "shimrun" / runner.engine_fingerprint() / f"{digest}.cwasm"
-    if runner.read_artifact_metadata(cached) is None or not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        runner.precompile(path, cached)
-    return runner.load_module(cached)
-
-
 def load_entrypoint(image: LoadedImage, module_path: Path, guest: str):
     with open(module_path, "rb") as f:
         magic = f.read(4)
     if magic == _WASM:
-        return _compiled(module_path)
+        return runner.load_cached(module_path)  # compiled once per content and engine, like a shim
     if magic == _ELF:
         import wasmtime
 
@@ -225,25 +215,13 @@ def load_entrypoint(image: LoadedImage, module_path: Path, guest: str):
 # Running
 
 
-@dataclass(frozen=True)
-class Volume:
-    host: Path
-    guest: str
-    writable: bool = True
+# A -v bind mount is a grant of a host folder, spelled and parsed as for `kiln run`.
+Volume = runner.Preopen
 
 
 def parse_volume(spec: str) -> Volume:
-    """HOST:GUEST[:ro|:rw], as `docker run -v` (a bind mount of a host folder)."""
-    parts = spec.split(":")
-    mode = None
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        mode = parts.pop()
-    if len(parts) != 2 or not parts[0] or not parts[1].startswith("/"):
-        raise argparse.ArgumentTypeError(f"expected HOST:/GUEST[:ro], got {spec!r}")
-    host = Path(parts[0]).resolve()
-    if not host.is_dir():
-        raise argparse.ArgumentTypeError(f"{parts[0]} is not a folder (WASI can only grant folders)")
-    return Volume(host, parts[1].rstrip("/") or "/", mode != "ro")
+    """HOST:GUEST[:ro|:rw], as `docker run -v` (GUEST absolute, writable unless :ro)."""
+    return cliargs.parse_grant(spec)
 
 
 def parse_env(spec: str) -> tuple[str, str | None]:
@@ -282,15 +260,16 @@ def run_image(image: LoadedImage, args: Sequence[str] = (), volumes: Sequence[Vo
               env: Sequence[tuple[str, str | None]] = (), entrypoint: str | None = None,
               hostname: str | None = None, writable_rootfs: bool = False,
               timeout: float | None = None, inherit_stdio: bool = True,
-              stdin: bytes | None = None) -> runner.RunResult:
-    """Run `image` once; its rootfs is unpacked into a temporary folder removed afterwards."""
+              stdin: bytes | None = None, scratch: Path | None = None) -> runner.RunResult:
+    """Run `image` once; its rootfs is unpacked into a temporary folder removed afterwards
+    (under `scratch` when given: then the caller removes it)."""
     if image.config.get("os") not in (oci.WASM_OS, "wasi", "wasip2", None) and \
             image.labels.get("module.wasm.image/variant") is None and \
             image.labels.get("kiln.platform") is None:
         raise KilnError(f"{image.source} is a {image.platform} image, not a wasm one")
     hostname = hostname or secrets.token_hex(6)
     argv = command(image, args, entrypoint)
-    with tempfile.TemporaryDirectory(prefix="kiln-shim-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="kiln-shim-", dir=scratch) as scratch:
         root = Path(scratch) / "rootfs"
         root.mkdir()
         unpack(image, root)
@@ -334,25 +313,58 @@ def serve_image(image: LoadedImage, port: int, volumes: Sequence[Volume] = (),
             mounts=[(v.host, v.guest, v.writable) for v in volumes])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m kiln.shimrun",
-        description="Run a wasm container image the way a containerd wasm shim does, in Wasmtime.")
-    parser.add_argument("-v", "--volume", action="append", default=[], type=parse_volume,
-                        metavar="HOST:GUEST[:ro]", help="bind a host folder (writable unless :ro)")
-    parser.add_argument("-e", "--env", action="append", default=[], type=parse_env, metavar="K=V",
-                        help="set a guest environment variable")
-    parser.add_argument("-p", "--port", type=int, help="serve a server image on this loopback port "
-                        "(default: the image's kiln.server.port label)")
-    parser.add_argument("--entrypoint", help="run this module of the image instead of its Entrypoint")
-    parser.add_argument("--hostname", help="HOSTNAME and /etc/hostname (default: random, like Docker)")
+DESCRIPTION = """\
+Run a wasm container image the way a containerd wasm shim (runwasi) does, in Wasmtime.
+
+The image's layers become the module's read-only / (plus Docker's /etc/hostname, hosts and
+resolv.conf); its Entrypoint and Cmd make argv, its Env the environment (nothing from the
+host's); -v grants host folders. An image labelled kiln.server=cgi (the -server image) is
+served over HTTP instead, php-cgi per request.
+
+IMAGE is an OCI layout folder (PATH[:TAG]), a reference with a registry host
+(127.0.0.1:5000/php-wasm:8.2.32-cli), an image in the Docker engine (DOCKER_HOST), or the tag
+of an OCI layout Kiln built under KILN_BUILD_OUTPUT, tried in that order.
+"""
+
+EPILOG = """\
+exit status:
+  the module's own (0-255), 124 when --timeout ended it, 134 when it trapped,
+  130/143 when interrupted (Ctrl-C/SIGTERM), 2 for a usage or input error.
+
+examples:
+  kiln image run php-wasm:8.2.32-cli -r 'echo PHP_VERSION, "\\n";'
+  kiln image run -v "$PWD/site:/docroot:ro" php-wasm:8.2.32-cli /docroot/index.php
+  kiln image run -p 8080 php-wasm:8.2.32-server
+"""
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.shimrun") -> int:
+    label = prog.removeprefix("python -m ")
+    parser = cliargs.Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                            formatter_class=cliargs.formatter,
+                            usage=f"{prog} [OPTIONS] IMAGE [ARGS...]")
+    parser.add_argument("-v", "--volume", action="append", default=[], type=cliargs.grant_type(),
+                        metavar="HOST:GUEST[:ro]",
+                        help="bind a host folder at GUEST (repeatable; writable unless :ro)")
+    parser.add_argument("-e", "--env", action="append", default=[], type=parse_env,
+                        metavar="NAME=VALUE", help="set a guest environment variable (repeatable)")
+    parser.add_argument("-p", "--port", type=cliargs.port, metavar="PORT",
+                        help="serve a server image on this loopback port "
+                             "(default: the image's kiln.server.port label)")
+    parser.add_argument("--entrypoint", metavar="MODULE",
+                        help="run this module of the image instead of its Entrypoint")
+    parser.add_argument("--hostname", metavar="NAME",
+                        help="HOSTNAME and /etc/hostname (default: random, like Docker)")
     parser.add_argument("--writable-rootfs", action="store_true",
                         help="let the guest write to its / (a throw-away copy)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
+    parser.add_argument("--timeout", type=cliargs.positive_float, metavar="SECONDS",
+                        help="wall-clock limit; the run then exits 124")
     parser.add_argument("image", metavar="IMAGE")
-    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                        help="replace the image's Cmd")
     ns = parser.parse_args(argv)
     try:
+        runner.check_timeout(ns.timeout)
         image = load_image(ns.image)
         if image.labels.get("kiln.server") == "cgi" and not ns.entrypoint:
             port = ns.port or int(image.labels.get("kiln.server.port", "8080"))
@@ -360,11 +372,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.port:
             raise KilnError(f"{image.source} is not a server image (no kiln.server label): --port does not apply")
         sys.stdout.flush()
-        result = run_image(image, ns.args, ns.volume, ns.env, ns.entrypoint, ns.hostname,
-                           ns.writable_rootfs, ns.timeout)
+        with tempfile.TemporaryDirectory(prefix="kiln-shim-") as scratch:
+            # Unpacking and running both happen in the worker: Ctrl-C ends them at once, and
+            # the unpacked root file system goes with them.
+            result = run_command.run_interruptible(
+                lambda: run_image(image, ns.args, ns.volume, ns.env, ns.entrypoint, ns.hostname,
+                                  ns.writable_rootfs, ns.timeout, scratch=Path(scratch)),
+                cleanup=lambda: shutil.rmtree(scratch, ignore_errors=True))
     except KilnError as exc:
-        print(f"kiln.shimrun: {exc}", file=sys.stderr)
-        return 2
+        print(f"{label}: {exc}", file=sys.stderr)
+        return cliargs.EXIT_USAGE
     return result.exit_code
 
 

@@ -27,12 +27,14 @@ def verify(archive: Path, signature: Path, keys: Path) -> str:
              "--keyring", str(keyring), "--import", str(keys)], capture_output=True, text=True)
         if imported.returncode != 0 or not keyring.exists():
             raise KilnError(f"cannot read the release keys in {keys}: {imported.stderr.strip()[:200]}")
-        checked = subprocess.run([gpgv, "--homedir", home, "--keyring", str(keyring),
+        # --status-fd: machine-readable outcome lines, so the message says what happened in
+        # Kiln's words instead of quoting a fragment of gpgv's prose.
+        checked = subprocess.run([gpgv, "--homedir", home, "--keyring", str(keyring), "--status-fd", "1",
                                   str(signature), str(archive)], capture_output=True, text=True)
     if checked.returncode != 0:
         raise KilnError(
             f"{archive.name}: OpenPGP signature {signature.name} does not verify against {keys.name} "
-            f"({_last_line(checked.stderr)}); the file or its signature was tampered with: "
+            f"({_reason(checked.stdout)}); the file or its signature was tampered with: "
             f"delete both and fetch again")
     for line in checked.stderr.splitlines():
         if "Good signature from" in line:
@@ -40,6 +42,20 @@ def verify(archive: Path, signature: Path, keys: Path) -> str:
     return "a release key"
 
 
-def _last_line(text: str) -> str:
-    lines = [line.removeprefix("gpgv: ").strip() for line in text.strip().splitlines()]
-    return lines[-1] if lines else "no output"
+_STATUS_REASONS = {  # gpg's DETAILS file, "[GNUPG:] KEYWORD"; the first one found wins
+    "BADSIG": "the signature does not match the file's bytes",
+    "NO_PUBKEY": "it was made by a key that is not among the release keys",
+    "ERRSIG": "it cannot be checked (unknown key or algorithm)",
+    "NODATA": "it is not an OpenPGP signature",
+    "EXPKEYSIG": "it was made by an expired key",
+    "REVKEYSIG": "it was made by a revoked key",
+}
+
+
+def _reason(status: str) -> str:
+    words = {line.split()[1] for line in status.splitlines()
+             if line.startswith("[GNUPG:] ") and len(line.split()) > 1}
+    for keyword, reason in _STATUS_REASONS.items():
+        if keyword in words:
+            return reason
+    return "gpgv refused it"

@@ -70,5 +70,17 @@ class VersionRange:
     def __str__(self) -> str:
         return self.text
 
+    def describe(self) -> str:
+        """In words, for messages: "starts at 8.0", "ends with 7.4", "covers 8.1 to 8.3"."""
+        if self.low is not None and self.low == self.high:
+            return f"is for {self.low} only"
+        if self.low is not None and self.high is not None:
+            return f"covers {self.low} to {self.high}"
+        if self.low is not None:
+            return f"starts at {self.low}"
+        if self.high is not None:
+            return f"ends with {self.high}"
+        return "covers every release"
+
 
 ANY = VersionRange(None, None, "@:")

@@ -151,3 +151,23 @@ def test_kill_9_during_make_then_rerun_gives_the_same_module(php_builds):
     assert sha256(build.module("php")) == before
     _, tasks, _, _ = doit("php:8.2.32", env={"KILN_IMAGES": "off"})
     assert {t for t in executed(tasks) if not t.startswith("php:")} == set()
+
+
+def test_a_truncated_tarball_in_the_source_cache_is_not_up_to_date(tmp_path):
+    """doit only checks that a target exists; php_download also checks the bytes it verified."""
+    if not (MIRROR / TARBALL).is_file():
+        pytest.skip("no local mirror (scripts/setup fills build-output/mirror)")
+    env = {"KILN_BUILD_OUTPUT": str(tmp_path / "out"), "KILN_MIRROR": str(MIRROR)}
+    tarball = tmp_path / "out" / "sources" / TARBALL
+    doit("php_download:7.4.33", env=env)
+    _, tasks, _, _ = doit("php_download:7.4.33", env=env)
+    assert executed(tasks) == set()
+    os.utime(tarball)  # touched, same bytes: still up to date (after a re-hash)
+    _, tasks, _, _ = doit("php_download:7.4.33", env=env)
+    assert executed(tasks) == set()
+    with open(tarball, "r+b") as f:
+        f.truncate(1 << 20)
+    _, tasks, output, _ = doit("php_download:7.4.33", env=env)
+    assert tasks["php_download:7.4.33"] == "success"
+    assert "does not match its pin" in output
+    assert sha256(tarball) == PINNED

@@ -102,3 +102,24 @@ def test_when_every_origin_fails_the_error_says_what_each_answered(server, tmp_p
     text = str(info.value)
     assert "HTTP 404" in text and "cannot connect" in text and "\n" not in text
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_mirror_copy_is_named_even_when_a_later_mirror_has_a_good_one(server, tmp_path, capsys):
+    Handler.behaviours = {"evil": "bad", "good": "ok"}
+    origin = fetch.fetch(NAME, SHA, tmp_path / NAME, [], [f"{server}/evil", f"{server}/good"])
+    assert origin == f"{server}/good/{NAME}"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [f"  kiln: warning: {server}/evil/{NAME} is a bad copy: checksum mismatch "
+                        f"(sha256 {hashlib.sha256(PAYLOAD[:-10] + b'tampered!' + bytes([10])).hexdigest()[:16]}..., "
+                        f"pinned {SHA[:16]}...); trying the next origin"]
+
+
+def test_a_corrupt_copy_in_the_source_cache_is_fetched_again(tmp_path, capsys):
+    mirror, cache = tmp_path / "mirror", tmp_path / "cache"
+    mirror.mkdir()
+    cache.mkdir()
+    (mirror / NAME).write_bytes(PAYLOAD)
+    (cache / NAME).write_bytes(PAYLOAD[:100])  # truncated
+    assert fetch.fetch(NAME, SHA, cache / NAME, [], [str(mirror)]) == str(mirror / NAME)
+    assert (cache / NAME).read_bytes() == PAYLOAD
+    assert "the copy in the source cache does not match its pin" in capsys.readouterr().err

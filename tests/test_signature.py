@@ -35,8 +35,12 @@ def test_a_tampered_file_is_refused(signed, tmp_path):
     archive, asc, keys = signed
     bad = tmp_path / archive.name
     bad.write_bytes(archive.read_bytes() + b"!")
-    with pytest.raises(KilnError, match="does not verify against keys.asc"):
+    with pytest.raises(KilnError, match="does not verify against keys.asc .the signature does not match the file's bytes."):
         signature.verify(bad, asc, keys)
+    garbage = tmp_path / asc.name
+    garbage.write_text("not a signature\n")
+    with pytest.raises(KilnError, match="it is not an OpenPGP signature"):
+        signature.verify(archive, garbage, keys)
 
 
 def test_a_signature_by_someone_else_is_refused(signed):
@@ -78,4 +82,6 @@ def test_a_bad_signature_condemns_tarball_and_signature(signed, tmp_path, monkey
     assert isinstance(result, TaskFailed)
     message = result.message.strip()
     assert message.startswith("kiln: ") and "\n" not in message and "tampered with" in message
+    assert "not among the release keys" in message and "gpgv" not in message
+    assert message.endswith(f"(signature from {mirror / asc.name})")
     assert sorted(p.name for p in sources.iterdir() if not p.name.startswith(".")) == []
