@@ -12,12 +12,12 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def php_builds():
     """Both testable releases, end to end (images too when an engine is up), built once per run."""
-    from doit_run import doit
+    from doit_run import build
     from kiln import recipe
     from kiln.layout import Build
 
     php = recipe.language("php")
-    doit(*[f"php:{v}" for v in php.testable])
+    build(*[f"php:{v}" for v in php.testable])
     return {v: Build("php", v, "default") for v in php.testable}
 
 

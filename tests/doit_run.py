@@ -11,6 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def build(*targets: str):
+    """Bring `targets` up to date for a test's fixture. KILN_TEST_PREBUILT=1 skips doit and
+    uses what KILN_BUILD_OUTPUT already holds: for a second checkout (a git worktree) testing
+    Python-only changes against builds made from another, whose doit records name the other
+    checkout's files and would rebuild everything."""
+    if os.environ.get("KILN_TEST_PREBUILT", "").strip() in ("", "0"):
+        doit(*targets)
+
+
 def doit(*args: str, env: dict | None = None, check: bool = True, timeout: float = 3600):
     """Run `doit ARGS` in the project; returns (exit code, {task: result}, stdout+stderr, seconds)."""
     command = [sys.executable, "-m", "doit", "--reporter", "json", *args]

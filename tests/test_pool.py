@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from doit_run import doit
+from doit_run import build
 from kiln.layout import Build
 from nginx import Nginx
 
@@ -82,7 +82,7 @@ class PoolProcess:
 
 @pytest.fixture(scope="module")
 def module():
-    doit(f"php_smoke:{BUILD.id}")
+    build(f"php_smoke:{BUILD.id}")
     path = BUILD.module("php-cgi", aot=True)
     assert path.is_file(), path
     return path

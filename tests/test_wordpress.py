@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from doit_run import doit
+from doit_run import build
 from kiln import wordpress
 from kiln.layout import Build
 from kiln.server import Mount, Server, ServerConfig
@@ -96,7 +96,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def module():
-    doit(f"php_smoke:{BUILD.id}", "wordpress_docroot")
+    build(f"php_smoke:{BUILD.id}", "wordpress_docroot")
     module = BUILD.module("php-cgi", aot=True)
     assert module.is_file(), module
     return module
