@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runner
+from . import cgi, runner
 from .errors import KilnError
 from .versions import Version, VersionRange
 
@@ -46,16 +46,12 @@ def applies(check: dict, version: str, flavour: str = "default") -> bool:
 
 
 def parse_cgi(stdout: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Split a CGI response into status, headers and body (RFC 3875 section 6)."""
-    head, sep, body = stdout.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = stdout.partition(b"\n\n")
-    headers = {}
-    for line in head.decode("latin-1").splitlines():
-        name, _, value = line.partition(":")
-        headers[name.strip()] = value.strip()
-    status = int(headers.get("Status", "200").split()[0])
-    return status, headers, body
+    """Status, headers and body of a CGI response, read by the server's own parser (kiln.cgi);
+    status 0 when the output is not a CGI response at all."""
+    response = cgi.parse(stdout)
+    if response is None:
+        return 0, {}, stdout
+    return response.status, dict(response.headers), response.body
 
 
 def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Path) -> Outcome:
