@@ -11,15 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import jinja2
-
-from kiln import atomic
+from kiln import atomic, templating
 from kiln.errors import KilnError
 from kiln.pool.supervisor import MiB, Pool, PoolConfig
 from kiln.runner import Preopen
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-
 
 def _positive(kind):
     def parse(text: str):
@@ -99,9 +94,11 @@ def config_from(ns: argparse.Namespace) -> PoolConfig:
         if not sep or not name or "\n" in value:
             raise KilnError(f"-d {item!r}: give NAME=VALUE")
         settings.append((name, value))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True)
-    ini = env.get_template("pool-php.ini.j2").render(tmp=str(tmp), opcache=opcache, settings=settings,
-                                                     opcache_memory=ns.opcache_memory)
+    # The same template as kiln.server's: workers behind either run PHP alike.
+    ini = templating.render("php.ini.j2", generator="kiln.pool", tmp=str(tmp), settings=settings,
+                            opcache={"in_memory": True, "memory": ns.opcache_memory,
+                                     "file_cache": opcache},
+                            ini_file=None, ini_text="")
     atomic.write_text(state / "php.ini", ini)
     return PoolConfig(module=ns.module.resolve(), preopens=grants, listen=ns.listen,
                       workers=ns.workers, max_requests=ns.max_requests,

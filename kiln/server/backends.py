@@ -1,0 +1,127 @@
+"""What runs php-cgi for a request: a fresh Wasmtime instance (WasmBackend), a persistent
+worker of kiln.pool (PoolBackend), or a native php-cgi process (NativeBackend, benchmarks).
+
+Each returns a CgiResult; turning it into an HTTP answer is the application's job, so every
+backend fails the same way (504 timeout, 500 crash, 502 bad output)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from .. import runner
+from ..errors import KilnError
+from ..pool import fastcgi
+from ..pool.supervisor import Pool, PoolConfig
+
+
+@dataclass
+class CgiResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+    crashed: bool = False       # trapped (wasm), worker died (pool) or killed by a signal (native)
+    truncated: bool = False     # output went past max_response
+    error: str = ""             # could not run at all
+
+
+class WasmBackend:
+    """php-cgi as a wasm32-wasi module: one fresh Store + instance per request."""
+
+    kind = "wasm"
+
+    def __init__(self, module: Path, preopens: Sequence[runner.Preopen],
+                 memory_limit: int | None, max_output: int | None):
+        self.path = Path(module)
+        self.module = runner.load_module(self.path)   # compiled/mapped once, shared by threads
+        self.preopens = list(preopens)
+        self.memory_limit = memory_limit
+        self.max_output = max_output
+
+    def run(self, env: Mapping[str, str], body: bytes, timeout: float | None) -> CgiResult:
+        try:
+            r = runner.run(self.module, ["php-cgi"], env=env, stdin=body, preopens=self.preopens,
+                           timeout=timeout, memory_limit=self.memory_limit,
+                           max_output=self.max_output)
+        except runner.RunnerError as e:
+            return CgiResult(-1, b"", b"", error=str(e))
+        crashed = r.exit_code == runner.EXIT_TRAP and not r.timed_out
+        return CgiResult(r.exit_code, r.stdout, r.stderr, r.timed_out, crashed,
+                         r.output_truncated)
+
+
+class PoolBackend:
+    """php-cgi.wasm in persistent worker processes (kiln.pool): PHP's request start-up and
+    shutdown per request, the instance (and OPcache's memory) kept; time limits kill the worker."""
+
+    kind = "wasm"
+
+    def __init__(self, module: Path, preopens: Sequence[runner.Preopen], memory_limit: int | None,
+                 max_output: int | None, workers: int, timeout: float, env: Mapping[str, str],
+                 log: Callable[[str], None]):
+        self.path = Path(module)
+        self.max_output = max_output
+        self.pool = Pool(PoolConfig(module=self.path, preopens=list(preopens), listen=[],
+                                    workers=workers, request_terminate_timeout=timeout or 0,
+                                    memory_limit=memory_limit, env=dict(env)), log=log).start()
+
+    def run(self, env: Mapping[str, str], body: bytes, timeout: float | None) -> CgiResult:
+        out, err = bytearray(), bytearray()
+
+        def send(rtype: int, content: bytes) -> None:
+            if rtype == fastcgi.STDOUT:
+                out.extend(content)
+            elif rtype == fastcgi.STDERR:
+                err.extend(content)
+        # FCGI_KEEP_CONN: the worker's stream stays open for the next request (patch 0013).
+        outcome = self.pool.handle(1, fastcgi.request(1, env, body, keep_conn=True), send)
+        truncated = self.max_output is not None and len(out) > self.max_output
+        return CgiResult(0, bytes(out), bytes(err), timed_out=outcome == "timeout",
+                         crashed=outcome == "crash", truncated=truncated)
+
+    def close(self) -> None:
+        self.pool.stop()
+
+
+class NativeBackend:
+    """A native php-cgi process per request, behind the same server code (benchmarks).
+    No sandbox: the script sees the host file system (guest paths are host paths)."""
+
+    kind = "native"
+
+    def __init__(self, binary: Path, max_output: int | None, cwd: Path):
+        self.path = Path(binary)
+        if not os.access(self.path, os.X_OK):
+            raise KilnError(f"{self.path}: not an executable php-cgi (apt-get install php8.2-cgi)")
+        self.max_output = max_output
+        self.cwd = cwd
+
+    def run(self, env: Mapping[str, str], body: bytes, timeout: float | None) -> CgiResult:
+        try:
+            # Own process group: a timeout kills the script's children too (they would hold
+            # the output pipes open).
+            proc = subprocess.Popen([str(self.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=dict(env), cwd=self.cwd,
+                                    close_fds=True, start_new_session=True)
+        except OSError as e:
+            return CgiResult(-1, b"", b"", error=f"{self.path}: {e.strerror}")
+        try:
+            out, err = proc.communicate(body, timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+            timed_out = True
+        code = proc.returncode
+        truncated = self.max_output is not None and len(out) > self.max_output
+        if truncated:
+            out = out[: self.max_output]
+        return CgiResult(runner.EXIT_TIMEOUT if timed_out else code & 0xFF, out, err, timed_out,
+                         not timed_out and code < 0, truncated)
