@@ -447,6 +447,56 @@ def test_concurrent_requests_get_their_own_answers(started, site):
     assert time.monotonic() - t0 < 6    # in parallel, not 8 x 1 s
 
 
+# Requests nginx refuses, refused the same way (the framing is h11's, kiln/server/front.py).
+CHUNKED = "POST /echo.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+MALFORMED = [
+    ("chunk size -1", CHUNKED + "-1\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk size 0x10", CHUNKED + "0x10\r\n" + "a" * 16 + "\r\n0\r\n\r\n", 400),
+    ("chunk size 1_0", CHUNKED + "1_0\r\n" + "a" * 16 + "\r\n0\r\n\r\n", 400),
+    ("chunk size with a sign", CHUNKED + "+3\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk without its CRLF", CHUNKED + "3\r\nabcXY0\r\n\r\n", 400),
+    ("bad request line", "GARBAGE\r\n\r\n", 400),
+    ("request line without version", "GET /\r\nHost: x\r\n\r\n", 400),
+    ("header without colon", "GET /env.php HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", 400),
+    ("space before colon", "GET /env.php HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n", 400),
+    ("conflicting Content-Length", "POST /echo.php HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+     "Content-Length: 2\r\n\r\nab", 400),
+    ("negative Content-Length", "POST /echo.php HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    ("Content-Length and chunked", "POST /echo.php HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("unknown transfer coding", "POST /echo.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    ("HTTP/1.1 without Host", "GET /env.php HTTP/1.1\r\n\r\n", 400),
+    ("raw non-ASCII target", "GET /\xe9t\xe9 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("oversized header block", "GET /env.php HTTP/1.1\r\nHost: x\r\nX-Big: " + "a" * 70_000 + "\r\n\r\n", 431),
+    ("oversized request line", "GET /" + "a" * 70_000 + " HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+]
+
+
+@pytest.mark.parametrize("request_text, status", [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_malformed_requests_are_refused_and_the_server_carries_on(started, site, request_text, status):
+    _, c = fake(started, site)
+    reply = c.raw(request_text.encode("latin-1"))
+    assert raw_status(reply) == status, reply[:300]
+    assert b"Connection: close" in reply.partition(b"\r\n\r\n")[0]
+    assert c.get("/env.php")[0] == 200          # the next good request is served
+
+
+def test_a_client_stalling_inside_a_request_gets_408(started, site):
+    _, c = fake(started, site, keepalive_timeout=0.5)
+    assert raw_status(c.raw(b"GET /env.php HTTP/1.1\r\nHost: x\r\n")) == 408
+    assert raw_status(c.raw(CHUNKED.encode() + b"5\r\nab")) == 408
+    assert c.raw(b"") == b""       # an idle connection is closed without an answer
+
+
+def test_pipelined_requests_are_answered_in_order(started, site):
+    _, c = fake(started, site)
+    reply = c.raw(b"GET /env.php?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"POST /echo.php HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                  b"GET /env.php?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.count(b"HTTP/1.1 200 OK") == 3
+    assert reply.index(b"QUERY_STRING=n=1") < reply.index(b"hello") < reply.index(b"QUERY_STRING=n=3")
+
+
 def test_keep_alive_serves_several_requests_on_one_connection(started, site):
     s, _ = fake(started, site)
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)

@@ -98,8 +98,22 @@ class Connection(socketserver.BaseRequestHandler):
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _check_head(self) -> None:
+        # h11 only measures a head it is still waiting for; one that arrived whole in a
+        # single read would pass at any size, so it is measured here before h11 parses it.
+        pending = self.h11.trailing_data[0]
+        ends = [i for i in (pending.find(b"\r\n\r\n"), pending.find(b"\n\n")) if i >= 0]
+        if (min(ends) if ends else len(pending)) <= MAX_HEAD:
+            return
+        line = pending.find(b"\n")
+        if line < 0 or line > MAX_HEAD:
+            raise _Refused(error_response(414, "request line over the limit"))
+        raise _Refused(error_response(431, "header block over the limit"))
+
     def _next_event(self):
         while True:
+            if self.h11.their_state is h11.IDLE:
+                self._check_head()
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
