@@ -78,8 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if tuple(args[: len(words)]) == words:
             module = importlib.import_module(module_name)
             rest = args[len(words):]
-            if module_name == "kiln.server":
-                return module.main(rest)  # the server names itself in its own usage
             return module.main(rest, prog=prog)
     if args[0] == "image":
         return _fail("`kiln image` has one subcommand: kiln image run IMAGE [ARGS...] "

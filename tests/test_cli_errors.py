@@ -1,8 +1,8 @@
-"""Bad input at every command line: `kiln`, `kiln run`, `kiln image run` and doit.
+"""Bad input at every command line: `kiln`, `kiln run`, `kiln serve` (= python -m kiln.server),
+`kiln image run` and doit.
 
 Each case is what a user might type; each must end with a non-zero status (2: usage or
 input error), exactly one line on stderr that names the thing and the fix, and no traceback.
-(`kiln serve` belongs to the server's own tests.)
 """
 from __future__ import annotations
 
@@ -101,6 +101,71 @@ CASES = [
     ("image: missing entrypoint", ["image", "run", "--entrypoint", "/none.wasm", "{layout}"], None, 2,
      "/none.wasm (the entrypoint) is not a file"),
 ]
+
+
+# `kiln serve ARGS`, and the same ARGS to `python -m kiln.server` (SERVE_CASES below).
+SERVE_CASES = [
+    ("serve: port out of range", ["--docroot", "{folder}", "--port", "99999"], None, 2,
+     "argument --port: 99999 is not a port number (1-65535, or 0: any free port)"),
+    ("serve: port not a number", ["--docroot", "{folder}", "--port", "http"], None, 2,
+     "argument --port: 'http' is not a port number"),
+    ("serve: negative workers", ["--docroot", "{folder}", "--workers", "-3"], None, 2,
+     "argument --workers: -3 must be 0 or more"),
+    ("serve: zero timeout", ["--docroot", "{folder}", "--timeout", "0"], None, 2,
+     "argument --timeout: 0 must be above 0"),
+    ("serve: negative memory", ["--docroot", "{folder}", "--memory", "-1"], None, 2,
+     "argument --memory: -1 must be 0 or more"),
+    ("serve: zero response cap", ["--docroot", "{folder}", "--max-response", "0"], None, 2,
+     "argument --max-response: 0 must be above 0"),
+    ("serve: bad size", ["--docroot", "{folder}", "--max-body", "12Q"], None, 2,
+     "expected a size like 1048576, 512K, 64M"),
+    ("serve: a folder as module", ["--docroot", "{folder}", "--module", "{folder}"], None, 2,
+     "is a folder, not a module: give php-cgi.cwasm or php-cgi.wasm"),
+    ("serve: a text file as module", ["--docroot", "{folder}", "--module", "{notes}"], None, 2,
+     "notes.txt is not a wasm module"),
+    ("serve: no such module", ["--docroot", "{folder}", "--module", "{base}/none.cwasm"], None, 2,
+     "none.cwasm: module not found"),
+    ("serve: no such docroot", ["--docroot", "{base}/none", "--module", "{tool}"], None, 2,
+     "none: docroot is not a folder"),
+    ("serve: native php-cgi in worker mode", ["--docroot", "{folder}", "--native-cgi", "/bin/true",
+                                              "--isolation", "worker"], None, 2,
+     "--isolation worker needs a php-cgi.wasm module"),
+    ("serve: unknown isolation", ["--docroot", "{folder}", "--isolation", "thread"], None, 2,
+     "argument --isolation: invalid choice: 'thread'"),
+    ("serve: no docroot", ["--module", "{tool}"], None, 2,
+     "the following arguments are required: --docroot"),
+]
+CASES += [(name, ["serve", *args], env, status, words) for name, args, env, status, words in SERVE_CASES]
+
+
+@pytest.mark.parametrize("args, env, status, expected", [c[1:] for c in SERVE_CASES],
+                         ids=[c[0] for c in SERVE_CASES])
+def test_python_m_kiln_server_bad_input_is_one_line(files, args, env, status, expected):
+    fill = {name: str(path) for name, path in files.items()}
+    proc = subprocess.run([sys.executable, "-m", "kiln.server", *[a.format(**fill) for a in args]],
+                          cwd=files["base"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    assert_one_line_error(proc, status, expected.format(**fill))
+    assert proc.stderr.startswith("kiln.server: ")
+
+
+def test_serving_the_php_cli_module_names_php_cgi(files):
+    """The CLI module would start and answer 502 to everything: refused, naming php-cgi."""
+    from kiln.layout import Build
+
+    found = [b.module("php", aot=True) for b in (Build("php", "8.2.32", f) for f in ("default", "wordpress"))
+             if b.module("php", aot=True).is_file() and b.module("php-cgi", aot=True).is_file()]
+    if not found:
+        pytest.skip("no built php.cwasm of 8.2.32 (doit php:8.2.32)")
+    cli = found[0]
+    for command in (["serve"], []):
+        args = [*command, "--docroot", str(files["folder"]), "--module", str(cli), "--port", "0"]
+        proc = (kiln(*args, cwd=files["base"]) if command else
+                subprocess.run([sys.executable, "-m", "kiln.server", *args], cwd=files["base"],
+                               capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}))
+        assert_one_line_error(proc, 2, f"{cli} is the php CLI module; serve php-cgi: "
+                                       f"--module {cli.with_name('php-cgi.cwasm')}")
 
 
 @pytest.mark.parametrize("args, env, status, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

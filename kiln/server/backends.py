@@ -29,6 +29,19 @@ class CgiResult:
     error: str = ""             # could not run at all
 
 
+def check_php_cgi(path: Path) -> None:
+    """Refuse a module that is PHP's CLI rather than php-cgi: it would start, then answer
+    every request with 502 (it treats the CGI environment as nothing and prints no headers).
+    Both SAPIs are the same kind of module, so ask it: `-v` names the SAPI, "(cli)" or
+    "(cgi-fcgi)"."""
+    r = runner.run(runner.load_module(path), ["php", "-v"], timeout=runner.limit(30),
+                   max_output=4096)
+    if b"(cli)" in r.stdout.split(b"\n", 1)[0]:
+        cgi = path.with_name(path.name.replace("php", "php-cgi", 1))
+        raise KilnError(f"{path} is the php CLI module; serve php-cgi: --module "
+                        f"{cgi if cgi.is_file() else path.parent / 'php-cgi.cwasm'}")
+
+
 class WasmBackend:
     """php-cgi as a wasm32-wasi module: one fresh Store + instance per request."""
 
@@ -38,6 +51,7 @@ class WasmBackend:
                  memory_limit: int | None, max_output: int | None):
         self.path = Path(module)
         self.module = runner.load_module(self.path)   # compiled/mapped once, shared by threads
+        check_php_cgi(self.path)
         self.preopens = list(preopens)
         self.memory_limit = memory_limit
         self.max_output = max_output
@@ -65,6 +79,7 @@ class PoolBackend:
                  log: Callable[[str], None]):
         self.path = Path(module)
         self.max_output = max_output
+        check_php_cgi(self.path)
         self.pool = Pool(PoolConfig(module=self.path, preopens=list(preopens), listen=[],
                                     workers=workers, request_terminate_timeout=timeout or 0,
                                     memory_limit=memory_limit, env=dict(env)), log=log).start()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .. import cliargs
 from ..errors import KilnError
 from .config import DEFAULT_DOCROOT_GUEST, ISOLATIONS, MiB, Mount, ServerConfig, find_php_cgi
 from .lifecycle import Server
@@ -17,6 +18,32 @@ def _size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"expected a size like 1048576, 512K, 64M; got {text!r}")
     return int(match.group(1)) * {"": 1, "k": 1024, "m": MiB, "g": 1024 * MiB}[match.group(2).lower()]
+
+
+def _number(kind, minimum, what: str, above: bool = False):
+    """An argparse type: a number of `kind`, at least `minimum` (above it when `above`)."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value != value or value in (float("inf"), float("-inf")) or \
+                (value <= minimum if above else value < minimum):
+            bound = f"above {minimum:g}" if above else f"{minimum:g} or more"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
+        return value
+    convert.__name__ = what
+    return convert
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535, or 0: any free port)")
+    return value
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -37,15 +64,15 @@ def _writable(spec: str, docroot: Path, docroot_guest: str) -> Mount:
     return Mount(docroot.joinpath(*rel), docroot_guest.rstrip("/") + "/" + "/".join(rel), True)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m kiln.server",
+def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
+    p = cliargs.Parser(
+        prog=prog,
         description="Serve a docroot over HTTP with php-cgi in Wasmtime (one instance per request).")
     p.add_argument("--docroot", required=True, type=Path, help="host folder to serve")
     p.add_argument("--docroot-guest", default=DEFAULT_DOCROOT_GUEST, metavar="PATH",
                    help=f"where PHP sees it (default {DEFAULT_DOCROOT_GUEST})")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0: any free port")
+    p.add_argument("--port", type=_port, default=8080, help="0: any free port")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--php", metavar="VERSION", help="use build-output's php-cgi of VERSION")
     which.add_argument("--module", type=Path, help="php-cgi .wasm or .cwasm to run")
@@ -66,15 +93,15 @@ def parser() -> argparse.ArgumentParser:
                    metavar="NAME=VALUE", help="php.ini setting (repeatable)")
     p.add_argument("--env", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
                    help="extra guest environment variable (repeatable)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--timeout", type=_number(float, 0, "a number of seconds", above=True), default=30.0, metavar="S",
                    help="wall-clock limit per script, answered with 504 (default 30)")
     p.add_argument("--max-body", type=_size, default=64 * MiB, metavar="BYTES",
                    help="request body cap, answered with 413 (default 64M)")
     p.add_argument("--max-response", type=_size, default=256 * MiB, metavar="BYTES",
                    help="script output cap, answered with 502 (default 256M)")
-    p.add_argument("--memory", type=int, default=512, metavar="MB",
+    p.add_argument("--memory", type=_number(int, 0, "a whole number of MB"), default=512, metavar="MB",
                    help="linear memory cap per instance (default 512; 0: none)")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
+    p.add_argument("--workers", type=_number(int, 0, "a whole number"), default=0, metavar="N",
                    help="scripts running at once (default: 2 x cores, at least 4)")
     p.add_argument("--front-controller", default="/index.php", metavar="PATH",
                    help="script for paths that do not exist (default /index.php; 'none' for 404)")
@@ -82,10 +109,10 @@ def parser() -> argparse.ArgumentParser:
                    help="behind a proxy: honour X-Forwarded-Proto/-For/-Host/-Port")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
-    p.add_argument("--cron-interval", type=float, metavar="S",
+    p.add_argument("--cron-interval", type=_number(float, 0, "a number of seconds", above=True), metavar="S",
                    help="run GET --cron-path internally every S seconds (wp-cron)")
     p.add_argument("--cron-path", default="/wp-cron.php")
-    p.add_argument("--grace", type=float, default=10.0, metavar="S",
+    p.add_argument("--grace", type=_number(float, 0, "a number of seconds"), default=10.0, metavar="S",
                    help="on SIGTERM/SIGINT, wait this long for running requests (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.add_argument("--isolation", choices=list(ISOLATIONS), default="request",
@@ -94,13 +121,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ns = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.server") -> int:
+    p = parser(prog)
+    ns = p.parse_args(argv)
+    label = prog.removeprefix("python -m ")
+    if ns.max_response == 0:
+        p.error("argument --max-response: 0 must be above 0")
+    if ns.native_cgi and ns.isolation == "worker":
+        p.error("--isolation worker needs a php-cgi.wasm module (--php or --module); "
+                "--native-cgi always runs a process per request")
     try:
         if ns.module:
             module, native = ns.module, None
+            if module.is_dir():
+                raise KilnError(f"{module} is a folder, not a module: give php-cgi.cwasm or "
+                                "php-cgi.wasm (--module FILE)")
             if not module.is_file():
-                raise KilnError(f"{module}: module not found")
+                raise KilnError(f"{module}: module not found (build it with doit php:<version>, "
+                                "or give --php VERSION)")
         elif ns.native_cgi:
             module, native = None, ns.native_cgi
         else:
@@ -119,5 +157,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=None if ns.quiet else sys.stderr, isolation=ns.isolation)
         return Server(config).serve_forever()
     except KilnError as e:
-        print(f"kiln.server: {e}", file=sys.stderr)
-        return 2
+        print(f"{label}: {e}", file=sys.stderr)
+        return cliargs.EXIT_USAGE

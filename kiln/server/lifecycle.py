@@ -49,6 +49,12 @@ class Server:
             raise KilnError("give exactly one of module (php-cgi .wasm/.cwasm) or native_cgi")
         if cfg.isolation not in ISOLATIONS:
             raise KilnError(f"--isolation {cfg.isolation}: give {' or '.join(ISOLATIONS)}")
+        if not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
+            raise KilnError(f"port {cfg.port!r} is not a port number (1-65535, or 0: any free port)")
+        if cfg.workers < 0:
+            raise KilnError(f"workers={cfg.workers}: give 0 (automatic) or more")
+        if not cfg.timeout or cfg.timeout <= 0:
+            raise KilnError(f"timeout={cfg.timeout}: every script needs a limit above 0 seconds")
         isolation = cfg.effective_isolation()
         if cfg.module is not None and isolation == "request" and not runner.time_limits_available():
             raise KilnError("kiln.server limits every request's time, which needs Wasmtime's epoch "

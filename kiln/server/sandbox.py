@@ -42,7 +42,7 @@ def prepare(cfg: ServerConfig, state_dir: Path) -> Sandbox:
     """Folders, grants and php.ini for `cfg`, under `state_dir` (removed by the server)."""
     docroot = Path(cfg.docroot)
     if not docroot.is_dir():
-        raise KilnError(f"{docroot}: docroot is not a folder")
+        raise KilnError(f"{docroot}: docroot is not a folder (--docroot: the folder to serve)")
     native = cfg.native_cgi is not None
     if cfg.tmp_dir is not None:
         tmp_host = Path(cfg.tmp_dir)
