@@ -154,7 +154,8 @@ def main() -> int:
                 p = subprocess.Popen([sys.executable, "-m", "kiln.server", "--module", str(MODULE),
                                       "--docroot", str(doc), "--port", str(port), "--quiet",
                                       "--docroot-guest", str(doc), "--writable", "wp-content",
-                                      "--workers", str(2 * ns.workers)], cwd=ROOT, stderr=log)
+                                      "--workers", str(2 * ns.workers), "--isolation", "request"],
+                                     cwd=ROOT, stderr=log)
                 for _ in range(400):
                     try:
                         http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()

@@ -190,6 +190,9 @@ def main() -> int:
                         "{port} is replaced by the server's port")
     p.add_argument("--opcache", choices=("wasm", "none", "both"), default="wasm",
                    help="who keeps OPcache's file cache: wasm only (default), nobody, both")
+    p.add_argument("--isolation", choices=("request", "worker"), default="request",
+                   help="the wasm server's isolation (default request: an instance per "
+                        "request, as native runs a process per request; worker: kiln.pool)")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs alone")
     ns = p.parse_args()
 
@@ -218,7 +221,8 @@ def main() -> int:
     wasm_extra = ["--no-opcache"] if ns.opcache == "none" else []
     native_extra = [] if ns.opcache == "both" else [a for d in NATIVE_DEFINES for a in ("-d", d)]
     servers = {
-        "wasm": ServerProcess("wasm", ["--module", str(module), *wasm_extra], docroot, ns.server_arg),
+        "wasm": ServerProcess("wasm", ["--module", str(module), "--isolation", ns.isolation,
+                                       *wasm_extra], docroot, ns.server_arg),
         "native": ServerProcess("native", ["--native-cgi", str(ns.native_cgi), *native_extra],
                                 docroot, ns.server_arg),
     }
@@ -272,13 +276,17 @@ def main() -> int:
                 f"({platform.machine()}), {ns.rounds} interleaved rounds x {ns.requests} requests "
                 f"per cell, keep-alive connections, one client thread per connection in the same "
                 f"machine (load average {load:.1f} at start). wasm: `{module}`, "
-                f"one fresh Wasmtime instance per request, {opcache[0]}; native: {native_version}, "
+                + ("one fresh Wasmtime instance per request" if ns.isolation == "request" else
+                   "persistent kiln.pool workers (--isolation worker)")
+                + f", {opcache[0]}; native: {native_version}, "
                 f"a process per request, {opcache[1]}; both behind the same `kiln.server`. \"wasm/native time\" is "
                 f"native req/s over wasm req/s (how many times slower wasm is; below 1 means faster). "
                 f"`php-cgi -v` alone (start-up every request pays): wasm {startup[0]:.0f} ms, "
                 f"native {startup[1]:.0f} ms (medians).")
         title = "HTTP server" + {"wasm": "", "none": " (no OPcache)",
                                  "both": " (OPcache file cache on both sides)"}[ns.opcache]
+        if ns.isolation == "worker":
+            title += " (wasm: --isolation worker)"   # its own section, beside the per-request one
         path = write_section(title, f"{meta}\n\n{table}\n")
         print(f"written to {path}", file=sys.stderr)
     return 0

@@ -1,11 +1,15 @@
 """Tests for kiln.server.
 
-Two layers:
+Three layers:
 - fast tests drive the server with a stand-in CGI program (a /bin/sh script that runs the
   "script" file as shell code), through the same NativeBackend a native php-cgi uses: routing,
-  the CGI environment, response parsing, static files, traversal, limits, locks, shutdown;
+  the CGI environment, response parsing, static files, traversal, HTTP framing, limits, locks,
+  shutdown;
+- fast tests of the wasm path with a tiny C program standing in for php-cgi.wasm: it speaks
+  plain CGI, not PHP's FastCGI loop, so they run with `isolation="request"`;
 - `slow` tests run the real php-cgi module in Wasmtime (KILN_TEST_PHP_CGI, else build-output's
-  php-8.2.32 php-cgi.cwasm/.wasm, built by the php_builds fixture).
+  php-8.2.32 php-cgi.cwasm/.wasm, built by the php_builds fixture), each in both isolations
+  (`worker`, the default, and `request`), since what they check holds for both.
 """
 from __future__ import annotations
 
@@ -162,11 +166,12 @@ def test_janitor_removes_a_lock_only_when_nobody_could_hold_it(tmp_path):
 
 
 def test_without_time_limits_the_wasm_server_refuses_to_start(tmp_path, monkeypatch):
-    """Every request has a time limit, which KILN_TIME_LIMITS=off takes away: one clear error."""
+    """An instance per request is stopped by epoch checks, which KILN_TIME_LIMITS=off takes
+    away: one clear error. (Workers are killed from outside: they need no epoch checks.)"""
     monkeypatch.setenv("KILN_TIME_LIMITS", "off")
     with pytest.raises(srv.KilnError, match="unset KILN_TIME_LIMITS=off") as info:
         srv.Server(srv.ServerConfig(docroot=str(tmp_path), module=str(tmp_path / "php-cgi.wasm"),
-                                    port=0, access_log=io.StringIO())).start()
+                                    port=0, access_log=io.StringIO(), isolation="request")).start()
     assert "\n" not in str(info.value)
 
 
@@ -676,8 +681,9 @@ def php_module(php_builds):
     return module
 
 
-@pytest.fixture
-def php(started, php_module, tmp_path):
+@pytest.fixture(params=["worker", "request"])
+def php(request, started, php_module, tmp_path):
+    """Start the real php-cgi on a docroot of PHP pages, in each isolation in turn."""
     docroot = tmp_path / "www"
     docroot.mkdir()
     for name, text in PHP.items():
@@ -693,6 +699,7 @@ def php(started, php_module, tmp_path):
     def start(**options):
         options.setdefault("mounts", [Mount(docroot / "data", "/var/www/data", True)])
         options.setdefault("timeout", 20)
+        options.setdefault("isolation", request.param)
         s, c = started(docroot=docroot, module=php_module, **options)
         return s, c, docroot
 
@@ -812,6 +819,32 @@ def test_php_body_cap(php):
                      headers={"Content-Type": "application/x-www-form-urlencoded"})[0] == 413
 
 
+@pytest.mark.slow
+def test_php_malformed_requests_cost_no_worker(php):
+    """Framing errors are refused in front of PHP: no script runs, no worker is replaced."""
+    s, c, _ = php(workers=2)
+    assert c.get("/hello.php?n=warm")[0] == 200
+    pool = getattr(s.app.backend, "pool", None)
+    before = pool.worker_pids() if pool else None
+    for _, text, status in MALFORMED:
+        assert raw_status(c.raw(text.encode("latin-1"))) == status, text[:60]
+    for i in range(4):
+        assert c.get(f"/hello.php?n={i}")[2].endswith(f" {i}".encode())
+    if pool:
+        assert pool.worker_pids() == before and pool.stats["replaced"] == 0
+
+
+@pytest.mark.slow
+def test_php_state_does_not_outlive_its_request(php):
+    """What a script declares or sets is gone at the next request in both isolations: a fresh
+    instance has nothing, and a worker runs PHP's request shutdown (as php-fpm does)."""
+    s, c, docroot = php(workers=1)
+    (docroot / "state.php").write_text(
+        '<?php echo function_exists("kiln_seen") ? "kept" : "fresh", " ", $GLOBALS["n"] ?? 0, "\\n";'
+        ' if (!function_exists("kiln_seen")) { function kiln_seen() {} } $GLOBALS["n"] = 1;')
+    assert [c.get("/state.php")[2] for _ in range(3)] == [b"fresh 0\n"] * 3
+
+
 # ---------------------------------------------------------------------------------------------
 # The wasm path without PHP: a tiny CGI program built with zig stands in for php-cgi.wasm
 
@@ -900,6 +933,7 @@ def wasm_site(tmp_path, wasm_cgi, started):
 
     def start(**options):
         options.setdefault("mounts", [Mount(docroot / "data", "/var/www/data", True)])
+        options.setdefault("isolation", "request")   # plain CGI: no FastCGI loop for a worker
         s, c = started(docroot=docroot, module=wasm_cgi, **options)
         return s, c, docroot
 
@@ -965,7 +999,7 @@ def test_rootfs_config_serves_an_unpacked_image_like_shimrun(tmp_path, wasm_cgi,
     config = srv.rootfs_config(rootfs, rootfs / "php-cgi.wasm", "/docroot", 0,
                                env={"HOSTNAME": "box", "PATH": "/bin"},
                                mounts=[(volume, "/docroot/uploads", True)],
-                               access_log=io.StringIO())
+                               access_log=io.StringIO(), isolation="request")
     s = Server(config).start()
     try:
         c = Client(s)

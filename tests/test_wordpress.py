@@ -3,9 +3,11 @@
 One site per test run, built by doit like everything else (`php_smoke:8.2.32-wordpress`, whose
 smoke checks prove the libraries, and `wordpress_docroot`), served from a fresh copy of the
 docroot with wp-content/ granted writable. The tests run in file order, each on the state the
-previous one left: install over HTTP, front page, login, upload, restart, headless browser.
-Then OPcache's file cache (built into this flavour): filled by the first pages, read by later
-fresh instances, and safe when concurrent instances race on a cold cache.
+previous one left: install over HTTP, front page, login, upload, restart, headless browser,
+in the server's default isolation (persistent workers). Then OPcache's file cache (built into
+this flavour): filled by the first pages, and, with an instance per request
+(`isolation="request"`, where it is the only cache), read by later fresh instances and safe
+when concurrent instances race on a cold cache.
 """
 from __future__ import annotations
 
@@ -237,7 +239,8 @@ def test_the_first_pages_fill_the_file_cache(site):
     assert len(entries) > 100, (len(entries), site.server_log())
     assert {"wp-settings.php.bin", "class-wp-query.php.bin", "db.php.bin"} <= names, sorted(names)[:50]
     assert all(p.stat().st_size > 0 for p in entries)
-    # Inside the page: OPcache is on, in file-cache-only mode, at the granted folder.
+    # Inside the page: OPcache is on, with the file cache at the granted folder; workers keep
+    # scripts in memory too, an instance per request only in files.
     probe = site.docroot / "kiln-opcache.php"
     probe.write_text("<?php header('Content-Type: application/json');\n"
                      "$c = opcache_get_configuration()['directives'];\n"
@@ -248,7 +251,8 @@ def test_the_first_pages_fill_the_file_cache(site):
     finally:
         probe.unlink()
     assert response.status_code == 200, (response.text[:2000], site.server_log())
-    assert response.json() == {"enable": True, "only": True, "dir": "/.opcache"}
+    only = site.server.config.effective_isolation() == "request"
+    assert response.json() == {"enable": True, "only": only, "dir": "/.opcache"}
 
 
 def test_later_instances_run_scripts_from_the_file_cache(module, tmp_path):
@@ -264,7 +268,7 @@ def test_later_instances_run_scripts_from_the_file_cache(module, tmp_path):
         # written); these are written just before.
         ini["opcache.file_update_protection"] = "0"
         return Server(ServerConfig(docroot=docroot, module=module, port=0, access_log=None,
-                                   opcache_dir=cache, ini=ini)).start()
+                                   opcache_dir=cache, ini=ini, isolation="request")).start()
 
     def fetch(server: Server) -> str:
         response = requests.get(f"{server.url}/v.php", timeout=TIMEOUT)
@@ -298,7 +302,7 @@ def test_concurrent_instances_on_a_cold_cache_all_answer_whole_pages(site, modul
     cache = tmp_path / "opcache"
     config = ServerConfig(
         docroot=site.docroot, module=module, docroot_guest=GUEST_DOCROOT, port=0,
-        timeout=TIMEOUT, access_log=site.log, opcache_dir=cache, workers=8,
+        timeout=TIMEOUT, access_log=site.log, opcache_dir=cache, workers=8, isolation="request",
         mounts=[Mount(site.docroot / wordpress.WRITABLE, f"{GUEST_DOCROOT}/{wordpress.WRITABLE}", True)])
     server = Server(config).start()
 

@@ -79,6 +79,8 @@ class PoolBackend:
                  log: Callable[[str], None]):
         self.path = Path(module)
         self.max_output = max_output
+        # Also compiles a .wasm here, once, into the module cache: the workers, all starting
+        # at once, then map it instead of each compiling it inside its first request's limit.
         check_php_cgi(self.path)
         self.pool = Pool(PoolConfig(module=self.path, preopens=list(preopens), listen=[],
                                     workers=workers, request_terminate_timeout=timeout or 0,

@@ -67,7 +67,8 @@ def _writable(spec: str, docroot: Path, docroot_guest: str) -> Mount:
 def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
     p = cliargs.Parser(
         prog=prog,
-        description="Serve a docroot over HTTP with php-cgi in Wasmtime (one instance per request).")
+        description="Serve a docroot over HTTP with php-cgi in Wasmtime: persistent workers "
+                    "(default) or a fresh instance per request (--isolation request).")
     p.add_argument("--docroot", required=True, type=Path, help="host folder to serve")
     p.add_argument("--docroot-guest", default=DEFAULT_DOCROOT_GUEST, metavar="PATH",
                    help=f"where PHP sees it (default {DEFAULT_DOCROOT_GUEST})")
@@ -115,9 +116,10 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
     p.add_argument("--grace", type=_number(float, 0, "a number of seconds"), default=10.0, metavar="S",
                    help="on SIGTERM/SIGINT, wait this long for running requests (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log")
-    p.add_argument("--isolation", choices=list(ISOLATIONS), default="request",
-                   help="request: a fresh instance per request (default); worker: persistent "
-                        "php-cgi.wasm workers with OPcache in memory (kiln.pool, docs/pool.md)")
+    p.add_argument("--isolation", choices=list(ISOLATIONS),
+                   help="worker (default): persistent php-cgi.wasm workers, PHP's request "
+                        "shutdown between requests, OPcache in memory (kiln.pool); request: a "
+                        "fresh instance per request, nothing kept (docs/server.md)")
     return p
 
 
@@ -154,7 +156,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.server")
             front_controller=None if ns.front_controller.lower() == "none" else ns.front_controller,
             trust_forwarded=ns.trust_forwarded, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
             cron_interval=ns.cron_interval, cron_path=ns.cron_path, grace=ns.grace,
-            access_log=None if ns.quiet else sys.stderr, isolation=ns.isolation)
+            access_log=None if ns.quiet else sys.stderr,
+            isolation=ns.isolation or ("request" if native else "worker"))
         return Server(config).serve_forever()
     except KilnError as e:
         print(f"{label}: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ DEFAULT_DOCROOT_GUEST = "/var/www"
 INI_GUEST_DIR = "/.kiln"         # generated php.ini, read-only, found through PHPRC
 TMP_GUEST_DIR = "/tmp"
 OPCACHE_GUEST_DIR = "/.opcache"  # OPcache's file cache, writable
-ISOLATIONS = ("request", "worker")
+ISOLATIONS = ("worker", "request")
 MiB = 1024 * 1024
 
 
@@ -62,9 +62,10 @@ class ServerConfig:
     grace: float = 10.0                            # shutdown: wait this long for requests
     access_log: TextIO | None = field(default_factory=lambda: sys.stderr)
     log_php_errors: bool = True                    # copy the script's stderr to the log
-    # "request": a fresh instance per request; "worker": persistent instances (kiln.pool).
+    # "worker": persistent instances (kiln.pool), PHP's request shutdown between requests and
+    # OPcache in memory; "request": a fresh instance per request, nothing survives it.
     # A native php-cgi is always a process per request.
-    isolation: str = "request"
+    isolation: str = "worker"
 
     def effective_workers(self) -> int:
         return self.workers or max(4, 2 * (os.cpu_count() or 1))

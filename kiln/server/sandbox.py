@@ -26,6 +26,15 @@ _SETTING_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
 OPCACHE_MEMORY_MB = 64      # per worker (opcache.memory_consumption), as kiln.pool's default
 
 
+def opcache_memory_mb(memory_mb: int | None) -> int:
+    """OPcache's "shared" memory comes out of the worker's linear memory, allocated at start:
+    64 MB under a 96 MB --memory fails every worker's start-up ("Unable to allocate shared
+    memory segment"). A quarter of the cap, 8 MB (OPcache's minimum) to 64 MB."""
+    if not memory_mb:
+        return OPCACHE_MEMORY_MB
+    return max(8, min(OPCACHE_MEMORY_MB, memory_mb // 4))
+
+
 @dataclass
 class Sandbox:
     docroot_guest: str
@@ -103,7 +112,7 @@ def render_ini(cfg: ServerConfig, tmp_guest: str, opcache_guest: str | None) -> 
     opcache = None
     if opcache_guest is not None:
         opcache = {"in_memory": cfg.effective_isolation() == "worker",
-                   "memory": OPCACHE_MEMORY_MB, "file_cache": opcache_guest}
+                   "memory": opcache_memory_mb(cfg.memory_mb), "file_cache": opcache_guest}
     ini_text = ""
     if cfg.ini_file is not None:
         try:
