@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from kiln import wordpress  # noqa: E402
+from kiln.layout import Build  # noqa: E402
 from nginx import Nginx, free_port  # noqa: E402
 
-MODULE = ROOT / "build-output/php/php-8.2.32-wordpress/bin/php-cgi.cwasm"
+MODULE = Build("php", "8.2.32", "wordpress").module("php-cgi", aot=True)   # KILN_BUILD_OUTPUT too
 PAGES = {"hello": "/hello.php", "wordpress front page": "/"}
 
 

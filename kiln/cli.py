@@ -20,7 +20,7 @@ Run what Kiln builds: PHP compiled for wasm32-wasi, in Wasmtime.
 
 commands:
   run MODULE [ARGS...]     run a wasm32-wasi module (.wasm or precompiled .cwasm) once
-  serve --docroot DIR ...  serve a folder over HTTP, php-cgi.wasm per request
+  serve --docroot DIR ...  serve a folder over HTTP with php-cgi.wasm workers
   image run IMAGE [ARGS...]
                            run a wasm container image the way a containerd wasm shim does
 
