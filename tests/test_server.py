@@ -502,6 +502,26 @@ def test_pipelined_requests_are_answered_in_order(started, site):
     assert reply.index(b"QUERY_STRING=n=1") < reply.index(b"hello") < reply.index(b"QUERY_STRING=n=3")
 
 
+def test_expect_100_continue_then_the_body(started, site):
+    s, _ = fake(started, site)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo.php HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")    # asked for before the body
+        sock.sendall(b"hello")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert raw_status(reply) == 200 and reply.endswith(b"\r\n\r\nhello")
+
+
+def test_head_of_a_script_sends_no_body(started, site):
+    _, c = fake(started, site)
+    reply = c.raw(b"HEAD /cookies.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert raw_status(reply) == 303 and body == b"" and b"Location: /there" in head
+
+
 def test_keep_alive_serves_several_requests_on_one_connection(started, site):
     s, _ = fake(started, site)
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
