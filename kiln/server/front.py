@@ -3,9 +3,9 @@
 Framing is h11's: request line, header fields, Content-Length and chunk sizes are parsed by its
 grammar (a chunk size is 1-20 hex digits, so `-1`, `0x10` and `1_0` are refused, and the CRLF
 after each chunk is checked), never by int(). What h11 refuses is answered with its status hint
-(400, 431 for a header block over MAX_HEAD, 501 for transfer codings other than chunked) and
-the connection closed: after a framing error nobody knows where the next request would start.
-The thread and the server carry on. On top of h11 this layer refuses what h11 accepts but
+(400, 501 for transfer codings other than chunked; a head over MAX_HEAD is measured here: 414
+or 431) and the connection closed: after a framing error nobody knows where the next request
+would start. The thread and the server carry on. On top of h11 this layer refuses what h11 accepts but
 nginx does not: Transfer-Encoding together with Content-Length (request smuggling) and a
 malformed Host.
 """
@@ -142,12 +142,7 @@ class Connection(socketserver.BaseRequestHandler):
             self._refuse(refused.response)
             keep, self.linger = False, True
         except h11.RemoteProtocolError as e:
-            if not self.target and e.error_status_hint == 431 \
-                    and b"\n" not in self.h11.trailing_data[0]:
-                status = 414            # the request line alone is over MAX_HEAD
-            else:
-                status = e.error_status_hint
-            self._refuse(error_response(status, str(e)))
+            self._refuse(error_response(e.error_status_hint, str(e)))
             keep, self.linger = False, True
         finally:
             if kiln._mark(self, busy=False):    # draining: this connection is done
