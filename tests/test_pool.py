@@ -10,8 +10,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,7 @@ import requests
 
 from doit_run import build
 from kiln.layout import Build
-from nginx import Nginx
+from nginx import Nginx, PoolProcess
 
 pytestmark = pytest.mark.slow
 
@@ -44,40 +42,10 @@ PAGES = {
 }
 
 
-class PoolProcess:
-    def __init__(self, module: Path, docroot: Path, workers: int = 2, max_requests: int = 500):
-        self.state = Path(tempfile.mkdtemp(prefix="kiln-pool-test-"))
-        self.state.chmod(0o755)   # nginx's workers (user nobody) reach the socket
-        self.socket = str(self.state / "pool.sock")
-        self.log = open(self.state / "pool.log", "w+")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.tcp = f"127.0.0.1:{s.getsockname()[1]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kiln.pool", "--module", str(module), "--docroot", str(docroot),
-             "--listen", self.socket, "--listen", self.tcp, "--workers", str(workers),
-             "--max-requests", str(max_requests), "--request-terminate-timeout", str(LIMIT),
-             "--memory", "512"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            if os.path.exists(self.socket):
-                break
-            assert self.proc.poll() is None, self.text()
-            time.sleep(0.05)
-
-    def text(self) -> str:
-        self.log.flush()
-        return (self.state / "pool.log").read_text()
-
-    def workers(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return sorted(int(p) for p in out.stdout.split())
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
-        self.log.close()
-        shutil.rmtree(self.state, ignore_errors=True)
+def pool_process(module: Path, docroot: Path, workers: int = 2, max_requests: int = 500) -> PoolProcess:
+    return PoolProcess(module, docroot, [
+        "--workers", str(workers), "--max-requests", str(max_requests),
+        "--request-terminate-timeout", str(LIMIT), "--memory", "512"])
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +69,7 @@ def docroot():
 
 @pytest.fixture(scope="module")
 def served(module, docroot):
-    pool = PoolProcess(module, docroot, workers=2, max_requests=4)
+    pool = pool_process(module, docroot, workers=2, max_requests=4)
     nginx = Nginx(docroot, pool.socket)
     yield pool, nginx
     nginx.stop()
@@ -210,7 +178,7 @@ def test_n_slow_requests_on_n_workers_run_side_by_side(served):
 
 
 def test_keep_alive_connections_from_nginx(module, docroot):
-    pool = PoolProcess(module, docroot, workers=1)
+    pool = pool_process(module, docroot, workers=1)
     nginx = Nginx(docroot, pool.tcp, keep_conn=True)
     try:
         texts = [get(nginx, f"/x{i}").text for i in range(5)]
