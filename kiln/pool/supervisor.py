@@ -232,6 +232,8 @@ class Pool:
                      "FCGI_MPXS_CONNS": "0"})))
                 continue
             if request_id is None:
+                if record.type == fastcgi.ABORT_REQUEST:
+                    continue   # for a request already answered: nothing left to abort
                 if record.type != fastcgi.BEGIN_REQUEST or len(record.content) != 8:
                     raise fastcgi.ProtocolError(f"expected BEGIN_REQUEST, got record type {record.type}")
                 role = int.from_bytes(record.content[:2], "big")
@@ -245,6 +247,9 @@ class Pool:
             if record.request_id != request_id:
                 raise fastcgi.ProtocolError("multiplexed requests are not supported (FCGI_MPXS_CONNS=0)")
             if record.type == fastcgi.ABORT_REQUEST:
+                # Not yet given to a worker: dropped here, and answered as the specification
+                # says (an aborted request still ends with END_REQUEST).
+                conn.sendall(fastcgi.encode(fastcgi.END_REQUEST, request_id, fastcgi.end_request_body(0)))
                 return self._read_request(stream, conn) if keep else None
             if record.type == fastcgi.PARAMS and not params_done:
                 params_done = not record.content
