@@ -295,3 +295,48 @@ def test_abort_request_and_closed_fastcgi_connections_cost_no_worker(served, doc
     assert "died" not in new and "ran past" not in new, new
     assert new.count("bad FastCGI") == 1 and "connection closed inside a request" in new, new
     _both_workers_answer(nginx)
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite's dot-file lock (the WASI build's only cross-process lock: a folder `<db>.lock`) left by
+# a worker killed mid-transaction: the pool removes it, or the database stays locked for good.
+
+
+@pytest.fixture(scope="module")
+def sqlite_served(module):
+    root = Path(tempfile.mkdtemp(prefix="kiln-pool-sqlite-"))
+    root.chmod(0o755)
+    www, data = root / "www", root / "data"
+    www.mkdir()
+    data.mkdir()
+    db = data / "t.sqlite"
+    (www / "lock-and-loop.php").write_text(
+        f"<?php $pdo = new PDO('sqlite:{db}', null, null, [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);"
+        " $pdo->exec('CREATE TABLE IF NOT EXISTS t (a)'); $pdo->exec('BEGIN IMMEDIATE');"
+        " $pdo->exec('INSERT INTO t VALUES (1)'); while (true) {}")
+    (www / "count.php").write_text(
+        f"<?php $pdo = new PDO('sqlite:{db}', null, null,"
+        " [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION, PDO::ATTR_TIMEOUT => 2]);"
+        " echo $pdo->query('SELECT count(*) FROM t')->fetchColumn(), \"\\n\";")
+    pool = PoolProcess(module, www, ["--workers", "2", "--request-terminate-timeout", str(LIMIT),
+                                     "-v", f"{data}:{data}"])
+    nginx = Nginx(www, pool.socket)
+    yield pool, nginx, db
+    nginx.stop()
+    pool.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_killed_worker_leaves_no_sqlite_lock_behind(sqlite_served):
+    pool, nginx, db = sqlite_served
+    lock = db.with_name(db.name + ".lock")
+    for _ in range(2):
+        assert get(nginx, "/lock-and-loop.php").status_code == 504
+        assert "ran past request_terminate_timeout" in pool.text()
+        assert not lock.exists(), "the killed worker's lock folder is still there"
+        # The transaction it never committed is rolled back from the journal; nothing waits.
+        started = time.monotonic()
+        response = get(nginx, "/count.php")
+        assert response.status_code == 200 and response.text == "0\n", (response.text, nginx.error_log())
+        assert time.monotonic() - started < 1.5
+    assert "removed the stale SQLite lock" in pool.text()
