@@ -316,6 +316,8 @@ def test_a_media_upload_and_a_new_post_are_stored(site):
 # unix-dotfile (libraries/sqlite/recipe.toml), whose lock is the folder `<db>.lock`, created with
 # mkdir (atomic on the host, so it excludes other worker processes and instances too). Every
 # lock is exclusive: readers queue like writers, and the plugin waits up to 5 s (PDO timeout).
+# The test has teeth: with the hammer's DSN made 'sqlite:file:' . $db . '?vfs=unix-none' (no
+# locking) it failed on every run tried (docs/wordpress.md).
 HAMMER = r"""<?php
 // Read-modify-write transactions on WordPress's own database, as a lost-update detector:
 // without a lock that excludes other processes, two writers read the same n.
