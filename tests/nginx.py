@@ -1,9 +1,13 @@
-"""Debian's nginx in the foreground on a loopback port, with the php-fpm site template."""
+"""Debian's nginx in the foreground on a loopback port, with the php-fpm site template, and
+`python -m kiln.pool` behind it as a user runs it (its own process)."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +25,13 @@ def free_port() -> int:
 
 
 class Nginx:
-    def __init__(self, docroot: Path, fastcgi: str, keep_conn: bool = False):
+    def __init__(self, docroot: Path, fastcgi: str, keep_conn: bool = False, port: int = 0):
+        """`port` 0: a free one; give the old one to restart a site at the same address."""
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             pytest.fail("nginx is not installed: run scripts/setup")
         self.state = Path(tempfile.mkdtemp(prefix="kiln-nginx-"))
-        self.port = free_port()
+        self.port = port or free_port()
         target = f"unix:{fastcgi}" if fastcgi.startswith("/") else fastcgi
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"))
         conf = env.get_template("nginx-php-fpm.conf.j2").render(
@@ -53,4 +58,38 @@ class Nginx:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+class PoolProcess:
+    """`python -m kiln.pool` on a Unix socket and a loopback TCP port, its output in a log."""
+
+    def __init__(self, module: Path, docroot: Path, args: list[str]):
+        self.state = Path(tempfile.mkdtemp(prefix="kiln-pool-test-"))
+        self.state.chmod(0o755)   # nginx's workers (user nobody) reach the socket
+        self.socket = str(self.state / "pool.sock")
+        self.log = open(self.state / "pool.log", "w+")
+        self.tcp = f"127.0.0.1:{free_port()}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kiln.pool", "--module", str(module), "--docroot", str(docroot),
+             "--listen", self.socket, "--listen", self.tcp, *args],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            if os.path.exists(self.socket):
+                break
+            assert self.proc.poll() is None, self.text()
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        self.log.flush()
+        return (self.state / "pool.log").read_text()
+
+    def workers(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return sorted(int(p) for p in out.stdout.split())
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        self.log.close()
         shutil.rmtree(self.state, ignore_errors=True)

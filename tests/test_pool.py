@@ -10,8 +10,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,7 @@ import requests
 
 from doit_run import build
 from kiln.layout import Build
-from nginx import Nginx
+from nginx import Nginx, PoolProcess
 
 pytestmark = pytest.mark.slow
 
@@ -44,40 +42,10 @@ PAGES = {
 }
 
 
-class PoolProcess:
-    def __init__(self, module: Path, docroot: Path, workers: int = 2, max_requests: int = 500):
-        self.state = Path(tempfile.mkdtemp(prefix="kiln-pool-test-"))
-        self.state.chmod(0o755)   # nginx's workers (user nobody) reach the socket
-        self.socket = str(self.state / "pool.sock")
-        self.log = open(self.state / "pool.log", "w+")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.tcp = f"127.0.0.1:{s.getsockname()[1]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kiln.pool", "--module", str(module), "--docroot", str(docroot),
-             "--listen", self.socket, "--listen", self.tcp, "--workers", str(workers),
-             "--max-requests", str(max_requests), "--request-terminate-timeout", str(LIMIT),
-             "--memory", "512"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            if os.path.exists(self.socket):
-                break
-            assert self.proc.poll() is None, self.text()
-            time.sleep(0.05)
-
-    def text(self) -> str:
-        self.log.flush()
-        return (self.state / "pool.log").read_text()
-
-    def workers(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return sorted(int(p) for p in out.stdout.split())
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
-        self.log.close()
-        shutil.rmtree(self.state, ignore_errors=True)
+def pool_process(module: Path, docroot: Path, workers: int = 2, max_requests: int = 500) -> PoolProcess:
+    return PoolProcess(module, docroot, [
+        "--workers", str(workers), "--max-requests", str(max_requests),
+        "--request-terminate-timeout", str(LIMIT), "--memory", "512"])
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +69,7 @@ def docroot():
 
 @pytest.fixture(scope="module")
 def served(module, docroot):
-    pool = PoolProcess(module, docroot, workers=2, max_requests=4)
+    pool = pool_process(module, docroot, workers=2, max_requests=4)
     nginx = Nginx(docroot, pool.socket)
     yield pool, nginx
     nginx.stop()
@@ -210,7 +178,7 @@ def test_n_slow_requests_on_n_workers_run_side_by_side(served):
 
 
 def test_keep_alive_connections_from_nginx(module, docroot):
-    pool = PoolProcess(module, docroot, workers=1)
+    pool = pool_process(module, docroot, workers=1)
     nginx = Nginx(docroot, pool.tcp, keep_conn=True)
     try:
         texts = [get(nginx, f"/x{i}").text for i in range(5)]
@@ -233,3 +201,142 @@ def test_kiln_server_with_worker_isolation(module, docroot):
         assert requests.get(server.url + "/loop.php", timeout=30).status_code == 504
         assert time.monotonic() - started < LIMIT + 1.5
         assert requests.get(server.url + "/", timeout=30).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients that leave mid-request. Malformed HTTP stops at nginx; what reaches the pool is nginx
+# closing its FastCGI connection when the client goes away (nginx never sends ABORT_REQUEST,
+# other front servers may). Either way no worker may be lost or left out of step.
+
+
+def _both_workers_answer(nginx) -> None:
+    """Two 1-second requests at once both finish: both workers are there and in step."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as ex:
+        texts = list(ex.map(lambda _: get(nginx, "/sleep.php").text, range(2)))
+    assert texts == ["slept\n", "slept\n"]
+    assert time.monotonic() - started < 2 * 1.0 + 1.5, "the two requests did not run side by side"
+
+
+def test_clients_leaving_mid_request_cost_no_worker(served):
+    pool, nginx = served
+    count, logged = len(pool.workers()), len(pool.text())
+    # More leavers than workers: some leave while their request runs, some while it waits.
+    leavers = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", nginx.port), timeout=5)
+        s.sendall(b"GET /sleep.php HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        leavers.append(s)
+    time.sleep(0.3)
+    for s in leavers:
+        s.close()   # nginx sees the client gone and closes its FastCGI connection (499)
+    time.sleep(2.5)  # the running scripts finish into closed connections
+    assert len(pool.workers()) == count
+    new = pool.text()[logged:]
+    assert "died" not in new and "bad FastCGI" not in new and "ran past" not in new, new
+    _both_workers_answer(nginx)
+    assert get(nginx, "/x?after=leavers").text == "front /x?after=leavers\n"
+
+
+def _fcgi_params(docroot: Path, script: str) -> dict:
+    return {"SCRIPT_FILENAME": str(docroot / script), "SCRIPT_NAME": "/" + script,
+            "REQUEST_METHOD": "GET", "REQUEST_URI": "/" + script, "QUERY_STRING": "",
+            "SERVER_PROTOCOL": "HTTP/1.1", "GATEWAY_INTERFACE": "CGI/1.1", "REDIRECT_STATUS": "200"}
+
+
+def _read_answer(s: socket.socket, request_id: int) -> tuple[bytes, bytes]:
+    """STDOUT of one request up to its END_REQUEST, and END_REQUEST's body."""
+    from kiln.pool import fastcgi
+    stream = s.makefile("rb")
+    out = b""
+    while True:
+        record = fastcgi.read_record(stream)
+        assert record is not None, f"connection closed before END_REQUEST; got {out[:200]!r}"
+        assert record.request_id == request_id
+        if record.type == fastcgi.END_REQUEST:
+            return out, record.content
+        if record.type == fastcgi.STDOUT:
+            out += record.content
+
+
+def test_abort_request_and_closed_fastcgi_connections_cost_no_worker(served, docroot):
+    from kiln.pool import fastcgi
+    pool, nginx = served
+    host, port = pool.tcp.rsplit(":", 1)
+    address = (host, int(port))
+    count, logged = len(pool.workers()), len(pool.text())
+    params = fastcgi.encode(fastcgi.PARAMS, 1, fastcgi.encode_params(_fcgi_params(docroot, "sleep.php")))
+
+    # The connection closes inside a request (params sent, no end of STDIN): no worker used.
+    with socket.create_connection(address, timeout=10) as s:
+        s.sendall(fastcgi.begin_request(1, keep_conn=False) + params)
+    # A whole request, then the client aborts it and leaves while the worker runs it.
+    with socket.create_connection(address, timeout=10) as s:
+        s.sendall(fastcgi.request(1, _fcgi_params(docroot, "sleep.php")))
+        time.sleep(0.2)
+        s.sendall(fastcgi.encode(fastcgi.ABORT_REQUEST, 1))
+    # ABORT_REQUEST before the request is whole, on a kept connection: the pool answers it
+    # with END_REQUEST (the specification's rule) and the connection serves the next request.
+    with socket.create_connection(address, timeout=10) as s:
+        s.sendall(fastcgi.begin_request(1, keep_conn=True) + params
+                  + fastcgi.encode(fastcgi.ABORT_REQUEST, 1))
+        assert _read_answer(s, 1) == (b"", fastcgi.end_request_body(0))
+        s.sendall(fastcgi.request(2, _fcgi_params(docroot, "index.php"), keep_conn=True))
+        out, _ = _read_answer(s, 2)
+        assert out.endswith(b"front /index.php\n"), out
+        # An abort arriving after its request was answered is ignored, not an error.
+        s.sendall(fastcgi.encode(fastcgi.ABORT_REQUEST, 2)
+                  + fastcgi.request(3, _fcgi_params(docroot, "index.php"), keep_conn=True))
+        out, _ = _read_answer(s, 3)
+        assert out.endswith(b"front /index.php\n"), out
+    time.sleep(1.5)   # the abandoned sleep.php finishes
+    assert len(pool.workers()) == count
+    new = pool.text()[logged:]
+    assert "died" not in new and "ran past" not in new, new
+    assert new.count("bad FastCGI") == 1 and "connection closed inside a request" in new, new
+    _both_workers_answer(nginx)
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite's dot-file lock (the WASI build's only cross-process lock: a folder `<db>.lock`) left by
+# a worker killed mid-transaction: the pool removes it, or the database stays locked for good.
+
+
+@pytest.fixture(scope="module")
+def sqlite_served(module):
+    root = Path(tempfile.mkdtemp(prefix="kiln-pool-sqlite-"))
+    root.chmod(0o755)
+    www, data = root / "www", root / "data"
+    www.mkdir()
+    data.mkdir()
+    db = data / "t.sqlite"
+    (www / "lock-and-loop.php").write_text(
+        f"<?php $pdo = new PDO('sqlite:{db}', null, null, [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);"
+        " $pdo->exec('CREATE TABLE IF NOT EXISTS t (a)'); $pdo->exec('BEGIN IMMEDIATE');"
+        " $pdo->exec('INSERT INTO t VALUES (1)'); while (true) {}")
+    (www / "count.php").write_text(
+        f"<?php $pdo = new PDO('sqlite:{db}', null, null,"
+        " [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION, PDO::ATTR_TIMEOUT => 2]);"
+        " echo $pdo->query('SELECT count(*) FROM t')->fetchColumn(), \"\\n\";")
+    pool = PoolProcess(module, www, ["--workers", "2", "--request-terminate-timeout", str(LIMIT),
+                                     "-v", f"{data}:{data}"])
+    nginx = Nginx(www, pool.socket)
+    yield pool, nginx, db
+    nginx.stop()
+    pool.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_killed_worker_leaves_no_sqlite_lock_behind(sqlite_served):
+    pool, nginx, db = sqlite_served
+    lock = db.with_name(db.name + ".lock")
+    for _ in range(2):
+        assert get(nginx, "/lock-and-loop.php").status_code == 504
+        assert "ran past request_terminate_timeout" in pool.text()
+        assert not lock.exists(), "the killed worker's lock folder is still there"
+        # The transaction it never committed is rolled back from the journal; nothing waits.
+        started = time.monotonic()
+        response = get(nginx, "/count.php")
+        assert response.status_code == 200 and response.text == "0\n", (response.text, nginx.error_log())
+        assert time.monotonic() - started < 1.5
+    assert "removed the stale SQLite lock" in pool.text()

@@ -8,5 +8,6 @@ to an idle worker, and enforces php-fpm's controls from outside the module: a re
 runs past `request_terminate_timeout` gets its worker killed and a 504, a worker that dies
 mid-request gives that request a 502, and a worker is replaced after `max_requests`.
 
-Modules: fastcgi (records), worker (the process hosting one instance), supervisor (the pool).
+Modules: fastcgi (records), worker (the process hosting one instance), supervisor (the pool),
+locks (SQLite dot-file locks a killed worker left behind).
 """

@@ -103,7 +103,9 @@ def config_from(ns: argparse.Namespace) -> PoolConfig:
     return PoolConfig(module=ns.module.resolve(), preopens=grants, listen=ns.listen,
                       workers=ns.workers, max_requests=ns.max_requests,
                       request_terminate_timeout=ns.request_terminate_timeout,
-                      memory_limit=ns.memory * MiB, args=["-c", "/etc/kiln/php.ini"])
+                      memory_limit=ns.memory * MiB, args=["-c", "/etc/kiln/php.ini"],
+                      # Where PHP can write a database: the volumes and /tmp, not OPcache's files.
+                      stale_lock_roots=[v.host for v in ns.volume if v.writable] + [tmp])
 
 
 def main(argv=None) -> int:

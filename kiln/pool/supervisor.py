@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kiln import atomic
 from kiln.pool import fastcgi
+from kiln.pool.locks import StaleLocks
 from kiln.runner import Preopen
 
 MiB = 1024 * 1024
@@ -41,6 +42,9 @@ class PoolConfig:
     max_request_size: int = 256 * MiB         # a request (params + body) larger is refused
     args: list[str] = field(default_factory=list)   # php-cgi arguments (e.g. -c php.ini)
     env: dict[str, str] = field(default_factory=dict)
+    # Host folders where SQLite dot-file locks a killed worker left are cleared (kiln.pool.locks);
+    # empty: none (kiln.server clears them itself when it runs the pool).
+    stale_lock_roots: list[Path] = field(default_factory=list)
 
 
 class Worker:
@@ -102,6 +106,7 @@ class Pool:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._stopping = threading.Event()
+        self._locks = StaleLocks(config.stale_lock_roots, self.log) if config.stale_lock_roots else None
         self.stats = {"served": 0, "replaced": 0, "timeouts": 0, "crashes": 0}
 
     # -- workers ------------------------------------------------------------------------------
@@ -145,6 +150,17 @@ class Pool:
         calling `send(type, content)` for each answer record (STDOUT, STDERR, END_REQUEST).
         Returns "ok", "timeout" or "crash"; the last two have sent a whole 504 or 502."""
         worker = self._idle.get()
+        if self._locks is None:
+            return self._serve(worker, records, send)
+        ticket = self._locks.begin()
+        outcome = "crash"
+        try:
+            outcome = self._serve(worker, records, send)
+            return outcome
+        finally:
+            self._locks.end(ticket, killed=outcome != "ok")
+
+    def _serve(self, worker: Worker, records: bytes, send) -> str:
         deadline = time.monotonic() + self.config.request_terminate_timeout \
             if self.config.request_terminate_timeout else None
         try:
@@ -232,6 +248,8 @@ class Pool:
                      "FCGI_MPXS_CONNS": "0"})))
                 continue
             if request_id is None:
+                if record.type == fastcgi.ABORT_REQUEST:
+                    continue   # for a request already answered: nothing left to abort
                 if record.type != fastcgi.BEGIN_REQUEST or len(record.content) != 8:
                     raise fastcgi.ProtocolError(f"expected BEGIN_REQUEST, got record type {record.type}")
                 role = int.from_bytes(record.content[:2], "big")
@@ -245,6 +263,9 @@ class Pool:
             if record.request_id != request_id:
                 raise fastcgi.ProtocolError("multiplexed requests are not supported (FCGI_MPXS_CONNS=0)")
             if record.type == fastcgi.ABORT_REQUEST:
+                # Not yet given to a worker: dropped here, and answered as the specification
+                # says (an aborted request still ends with END_REQUEST).
+                conn.sendall(fastcgi.encode(fastcgi.END_REQUEST, request_id, fastcgi.end_request_body(0)))
                 return self._read_request(stream, conn) if keep else None
             if record.type == fastcgi.PARAMS and not params_done:
                 params_done = not record.content
