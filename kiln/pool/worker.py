@@ -21,7 +21,9 @@ def main(argv: list[str]) -> int:
     preopens = [runner.Preopen(Path(p["host"]), p["guest"], p["writable"]) for p in config["preopens"]]
     env = {"PHP_FCGI_STDIO": "1", "PHP_FCGI_MAX_REQUESTS": str(config["max_requests"]),
            **config["env"]}
-    result = runner.run(config["module"], ["php-cgi", *config["args"]], env=env,
+    # A .wasm is compiled once into KILN_CACHE, not by every worker that starts.
+    module = runner.load_cached(config["module"])
+    result = runner.run(module, ["php-cgi", *config["args"]], env=env,
                         preopens=preopens, inherit_stdio=True,
                         memory_limit=config["memory_limit"])
     return result.exit_code
