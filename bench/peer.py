@@ -146,7 +146,7 @@ def main() -> None:
             f"{' '.join(f'{x:.2f}' for x in load_after)} after. Native: `{php} -n`, PHP {native_version}. "
             f"Kiln: `{ns.module.name}` of {ns.module.parent.parent.name} (PHP {kiln_version}), "
             f"wasmtime-py {wasmtime_version}, engine {runner.engine_fingerprint()}"
-            f"{'' if runner.time_limits_available() else ' (KILN_TIME_LIMITS=off)'}. "
+            f"{' (KILN_TIME_LIMITS=on: epoch checks compiled in)' if runner.time_limits_available() else ''}. "
             f"Peer: npm `@php-wasm/node` {peer_seen['package']} (PHP {peer_seen['php']}) in Node "
             f"{node_version} (its {peer_seen.get('mode', '?')} build), `loadNodeRuntime('8.2', {{emscriptenOptions: {{processId: 1}}}})`, its "
             f"runtime load {statistics.median(loads):.2f} s (median) included in the whole-process "

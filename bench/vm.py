@@ -59,16 +59,19 @@ def _engine_for(settings: dict):
     """Kiln's engine with the variant's settings over it (this worker process only)."""
     from kiln import runner
     cranelift = {k.removeprefix("cranelift."): v for k, v in settings.items() if k.startswith("cranelift.")}
-    runner.ENGINE_SETTINGS.update({k: v for k, v in settings.items() if not k.startswith("cranelift.")})
+    # Epoch checks are the engine's choice (engine_settings(flag)); the rest overrides the table.
+    epochs = settings.get("epoch_interruption")
+    runner.ENGINE_SETTINGS.update({k: v for k, v in settings.items()
+                                   if not k.startswith("cranelift.") and k != "epoch_interruption"})
     if cranelift:
         import wasmtime
         config = wasmtime.Config()
-        for name, value in runner.engine_settings().items():  # KILN_TIME_LIMITS included
+        for name, value in runner.engine_settings(epochs).items():  # KILN_TIME_LIMITS unless given
             setattr(config, name, value)
         for name, value in cranelift.items():
             config.cranelift_flag_set(name, str(value).lower())
-        runner._engine = wasmtime.Engine(config)
-    return runner.make_engine()
+        runner._engines[bool(runner.engine_settings(epochs)["epoch_interruption"])] = wasmtime.Engine(config)
+    return runner.make_engine(epochs)
 
 
 def worker(ns) -> None:
@@ -84,7 +87,8 @@ def worker(ns) -> None:
         atomic.write_bytes(Path(ns.cache), data)
         print(json.dumps({"compile": time.monotonic() - started}))
         return
-    module = wasmtime.Module.deserialize_file(engine, ns.cache)
+    epochs = bool(runner.engine_settings(settings.get("epoch_interruption"))["epoch_interruption"])
+    module = runner.deserialize_file(ns.cache, epochs)  # on `engine`: _engine_for installed it
     zend = Path(ns.src) / "Zend"
     result = runner.run(module, ["php", f"/zend/{ns.script}"], preopens=[runner.Preopen(zend, "/zend", False)])
     if result.exit_code != 0:

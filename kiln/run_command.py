@@ -10,12 +10,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
 from . import cliargs
 from .errors import KilnError
-from .runner import Preopen, RunResult, check_timeout, load_cached, run
+from .runner import EXIT_TIMEOUT, Preopen, RunResult, has_time_limits, load_cached, run
 
 DESCRIPTION = """\
 Run a wasm32-wasi module once, in Wasmtime, the way Kiln runs PHP everywhere.
@@ -102,33 +103,47 @@ def unreachable_script(args: Sequence[str], preopens: Sequence[Preopen]) -> str 
 _WORKER_STACK = 16 << 20  # the wasm stack (max_wasm_stack, 2 MiB) plus host frames, with room
 
 
-def run_interruptible(work, cleanup=None):
-    """Run work() in a worker thread and return its result (or raise its exception), while
-    the main thread waits for SIGINT/SIGTERM and ends the process at once with 130/143.
+def run_interruptible(work, cleanup=None, label: str = "kiln.runner"):
+    """Run work(arm) in a worker thread and return its result (or raise its exception), while
+    the main thread waits for SIGINT/SIGTERM and ends the process at once with 130/143; once
+    work calls arm(seconds) (when the guest starts: compiling is not its time), it also ends
+    it that many seconds later with 124 and a note on stderr, as run() writes for a timeout.
 
     A guest cannot be stopped from outside otherwise: epoch interruption is only checked in
-    code compiled with it (not under KILN_TIME_LIMITS=off), and not in a host call such as a
+    code compiled with it (Kiln's default is without), and not in a host call such as a
     read from the terminal. Python runs signal handlers in the main thread only, which waits
     here with the GIL free (Wasmtime's calls release it). os._exit, because nothing is left
     to clean: the guest's output went straight to fds 1 and 2, and its files are closed by
     the kernel, as for a native program killed by the same signal. `cleanup` runs first, for
     what the caller made (an unpacked image)."""
     if threading.current_thread() is not threading.main_thread():
-        return work()  # signals cannot be handled here; whoever owns the main thread does
+        # Signals cannot be handled here, nor the process ended: whoever owns the main thread
+        # does that.
+        def refuse(seconds: float) -> None:
+            raise KilnError(f"a {seconds:g} s limit without epoch checks ends the process, which "
+                            "only its main thread may do: run it from the main thread")
+        return work(refuse)
     outcome: dict[str, object] = {}
+    deadline: dict[str, float] = {}
+
+    def arm(seconds: float) -> None:
+        deadline["at"], deadline["seconds"] = time.monotonic() + seconds, seconds
 
     def target() -> None:
         try:
-            outcome["result"] = work()
+            outcome["result"] = work(arm)
         except BaseException as exc:  # handed to the main thread below
             outcome["error"] = exc
 
-    def stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    def end(status: int) -> None:
         try:
             if cleanup is not None:
                 cleanup()
         finally:
-            os._exit(128 + signum)
+            os._exit(status)
+
+    def stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+        end(128 + signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -138,7 +153,14 @@ def run_interruptible(work, cleanup=None):
         finally:
             threading.stack_size(old_size)
         worker.start()
-        worker.join()
+        while worker.is_alive():
+            at = deadline.get("at")
+            # Unarmed, look again every 50 ms (nothing to do but notice the arming).
+            worker.join(0.05 if at is None else max(0.0, at - time.monotonic()))
+            if worker.is_alive() and at is not None and time.monotonic() >= at:
+                sys.stderr.write(f"{label}: timed out after {deadline['seconds']:g} s\n")
+                sys.stderr.flush()
+                end(EXIT_TIMEOUT)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -178,13 +200,18 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
     sys.stdout.flush()  # the guest writes straight to fd 1 and 2
     sys.stderr.flush()
 
-    def work() -> RunResult:
-        return run(load_cached(ns.module), argv, env=dict(ns.env), preopens=ns.grants,
-                   timeout=ns.timeout, memory_limit=memory, inherit_stdio=True)
+    def work(arm) -> RunResult:
+        module = load_cached(ns.module)
+        # With epoch checks the guest stops itself at the deadline; without (the default),
+        # the main thread ends the process, as a supervisor would kill a native one.
+        inside = ns.timeout if has_time_limits(module) else None
+        if ns.timeout is not None and inside is None:
+            arm(ns.timeout)
+        return run(module, argv, env=dict(ns.env), preopens=ns.grants,
+                   timeout=inside, memory_limit=memory, inherit_stdio=True)
 
     try:
-        check_timeout(ns.timeout)  # before compiling for seconds
-        result = run_interruptible(work)
+        result = run_interruptible(work, label=label)
     except KilnError as e:  # RunnerError, or a bad setting such as KILN_TIME_LIMITS
         print(f"{label}: {e}", file=sys.stderr)
         return cliargs.EXIT_USAGE

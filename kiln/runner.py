@@ -73,7 +73,7 @@ finally:
 
 __all__ = [
     "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS", "engine_settings",
-    "time_limits_available", "limit", "check_timeout",
+    "time_limits_available", "limit", "has_time_limits", "deserialize_file",
     "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
     "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
     "load_module", "load_cached", "run", "main",
@@ -88,7 +88,11 @@ ENGINE_SETTINGS: dict[str, object] = {
     "wasm_exceptions": True,             # PHP's zend_try/zend_bailout (setjmp/longjmp)
     "cranelift_opt_level": "speed",      # "none" measured 7-28% slower on PHP
     "max_wasm_stack": 2 * 1024 * 1024,   # deep recursion in PHP; >2 MiB crashed Python
-    "epoch_interruption": True,          # wall-clock limits; compiled-in checks
+    # Wall-clock limits inside the guest: checks compiled into every function entry and loop
+    # back-edge (bench.php 30% slower with the GOTO VM). Off unless KILN_TIME_LIMITS=on, or a
+    # caller asks for an engine with them (kiln.server's instance-per-request mode); the
+    # worker pool and the command line stop a guest from outside instead.
+    "epoch_interruption": False,
 }
 
 EPOCH_TICK_SECONDS = 0.01  # the ticker bumps the engine epoch this often
@@ -127,22 +131,22 @@ def _wasmtime_version() -> str:
     return importlib.metadata.version("wasmtime")
 
 
-def engine_settings() -> dict[str, object]:
-    """ENGINE_SETTINGS as this process uses them: KILN_TIME_LIMITS=off drops the epoch checks."""
-    current = dict(ENGINE_SETTINGS)
-    if not settings.time_limits():
-        current["epoch_interruption"] = False
-    return current
+def engine_settings(time_limits: bool | None = None) -> dict[str, object]:
+    """ENGINE_SETTINGS for an engine with or without epoch checks; None: what Kiln compiles
+    by default (KILN_TIME_LIMITS, off unless set on)."""
+    if time_limits is None:
+        time_limits = settings.time_limits()
+    return {**ENGINE_SETTINGS, "epoch_interruption": bool(time_limits)}
 
 
 def time_limits_available() -> bool:
-    """Whether run() can enforce a `timeout` (the engine compiles epoch checks in)."""
+    """Whether what Kiln compiles by default (AOT artifacts, the module cache) has epoch checks."""
     return bool(engine_settings()["epoch_interruption"])
 
 
 def limit(seconds: float) -> float | None:
-    """A safety limit for Kiln's own runs (smoke checks, benchmarks, conformance): `seconds`,
-    or none when KILN_TIME_LIMITS=off took time limits away."""
+    """A safety limit for Kiln's own in-process runs (smoke checks, benchmarks): `seconds` when
+    the artifacts have epoch checks (KILN_TIME_LIMITS=on), else none."""
     return seconds if time_limits_available() else None
 
 
@@ -152,27 +156,44 @@ def _fingerprint(wasmtime_version: str, engine: Mapping[str, object], machine: s
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def engine_fingerprint() -> str:
+def engine_fingerprint(time_limits: bool | None = None) -> str:
     """Short stable hash of everything a precompiled artifact depends on."""
     # Artifacts are native code: never share them across CPU architectures.
-    return _fingerprint(_wasmtime_version(), engine_settings(), platform.machine())
+    return _fingerprint(_wasmtime_version(), engine_settings(time_limits), platform.machine())
 
 
-_engine: wasmtime.Engine | None = None
+_engines: dict[bool, wasmtime.Engine] = {}
 _engine_lock = threading.Lock()
+# The engine each loaded module was compiled for (a Store must use the same one).
+_module_engines: "weakref.WeakKeyDictionary[wasmtime.Module, wasmtime.Engine]" = weakref.WeakKeyDictionary()
 
 
-def make_engine() -> wasmtime.Engine:
-    """The process-wide Engine. Modules are tied to the engine that compiled them, and the
-    epoch ticker drives a single engine, so everything shares this one."""
-    global _engine
+def make_engine(time_limits: bool | None = None) -> wasmtime.Engine:
+    """The process's Engine with or without epoch checks (None: the default, see
+    engine_settings). At most two per process: modules are tied to the engine that compiled
+    them, and one epoch ticker drives the engine with checks."""
+    key = bool(engine_settings(time_limits)["epoch_interruption"])
     with _engine_lock:
-        if _engine is None:
+        if key not in _engines:
             config = wasmtime.Config()
-            for name, value in engine_settings().items():
+            for name, value in engine_settings(key).items():
                 setattr(config, name, value)
-            _engine = wasmtime.Engine(config)
-        return _engine
+            _engines[key] = wasmtime.Engine(config)
+        return _engines[key]
+
+
+def deserialize_file(path: str | os.PathLike, time_limits: bool) -> wasmtime.Module:
+    """A precompiled artifact whose engine the caller checked some other way (an image's
+    labels), on that engine; load_module checks Kiln's own sidecars."""
+    engine = make_engine(time_limits)
+    module = wasmtime.Module.deserialize_file(engine, str(path))
+    _module_engines[module] = engine
+    return module
+
+
+def has_time_limits(module: wasmtime.Module) -> bool:
+    """Whether run() can stop this module at a deadline (it was compiled with epoch checks)."""
+    return _module_engines.get(module) is _engines.get(True) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,12 +240,14 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
     return Path(str(artifact) + SIDECAR_SUFFIX)
 
 
-def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Compile a .wasm to a native artifact for this engine, plus its metadata sidecar."""
+def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike,
+               time_limits: bool | None = None) -> Path:
+    """Compile a .wasm to a native artifact (with or without epoch checks; None: the default),
+    plus its metadata sidecar."""
     from kiln import atomic  # only here: a run need not import it
 
     wasm_path, out_path = Path(wasm_path), Path(out_path)
-    module = wasmtime.Module.from_file(make_engine(), str(wasm_path))
+    module = wasmtime.Module.from_file(make_engine(time_limits), str(wasm_path))
     data = bytes(module.serialize())
     # Remove the old sidecar first: if we die between the two writes, the artifact has no
     # metadata and load_module refuses it, instead of pairing new code with old metadata.
@@ -234,9 +257,10 @@ def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike) -> Pat
     atomic.write_bytes(out_path, data)
     meta = {
         "wasmtime": _wasmtime_version(),
-        "fingerprint": engine_fingerprint(),
-        # What the fingerprint hashes, so a mismatch can say which setting differs.
-        "settings": engine_settings(),
+        "fingerprint": engine_fingerprint(time_limits),
+        # What the fingerprint hashes, so a mismatch can say which setting differs (and
+        # load_module picks the engine with or without epoch checks from it).
+        "settings": engine_settings(time_limits),
         "machine": platform.machine(),
         "source_sha256": _sha256_file(wasm_path),
         "size": len(data),
@@ -253,11 +277,19 @@ def read_artifact_metadata(path: str | os.PathLike) -> dict | None:
         return None
 
 
-def _time_limits_word(epoch_checks: object) -> str:
-    return "KILN_TIME_LIMITS=" + ("on" if epoch_checks else "off")
+def _artifact_time_limits(meta: dict) -> bool | None:
+    """Whether an artifact was compiled with epoch checks, from its sidecar (None: unknown)."""
+    there = meta.get("settings")
+    if isinstance(there, dict) and "epoch_interruption" in there:
+        return bool(there["epoch_interruption"])
+    # A sidecar from before the settings were recorded: the fingerprint says which.
+    for flag in (False, True):
+        if meta.get("fingerprint") == engine_fingerprint(flag):
+            return flag
+    return None
 
 
-def _engine_difference(meta: dict) -> tuple[str, str]:
+def _engine_difference(meta: dict, time_limits: bool) -> tuple[str, str]:
     """(what differs, how to fix it) between an artifact's engine and this process's."""
     rebuild = "rebuild it (re-run the AOT step)"
     if meta.get("wasmtime") != _wasmtime_version():
@@ -266,52 +298,55 @@ def _engine_difference(meta: dict) -> tuple[str, str]:
     if meta.get("machine", platform.machine()) != platform.machine():
         return (f"precompiled on {meta['machine']}, this machine is {platform.machine()}",
                 f"run the .wasm instead, or {rebuild} here")
-    here = engine_settings()
-    there = meta.get("settings")
-    if there is None:
-        # Sidecars written before the settings were recorded: find the setting by trying the
-        # one a user changes (KILN_TIME_LIMITS).
-        flipped = {**here, "epoch_interruption": not here["epoch_interruption"]}
-        if _fingerprint(_wasmtime_version(), flipped, platform.machine()) == meta.get("fingerprint"):
-            there = flipped
-    if there is not None and there.get("epoch_interruption") != here["epoch_interruption"]:
-        built, now = _time_limits_word(there.get("epoch_interruption")), _time_limits_word(here["epoch_interruption"])
-        return (f"precompiled with {built}, this run has {now}",
-                f"run it with {built}, run the .wasm instead, or {rebuild} with {now}")
-    if there is not None:
+    here, there = engine_settings(time_limits), meta.get("settings")
+    if isinstance(there, dict):
         changed = sorted(k for k in set(here) | set(there) if here.get(k) != there.get(k))
         if changed:
             return (f"precompiled with other engine settings ({', '.join(f'{k}={there.get(k)!r}' for k in changed)}; "
                     f"this engine: {', '.join(f'{k}={here.get(k)!r}' for k in changed)})", rebuild)
-    return (f"built for engine {meta.get('fingerprint')}, this is {engine_fingerprint()} "
+    return (f"built for engine {meta.get('fingerprint')}, this is {engine_fingerprint(time_limits)} "
             f"(wasmtime {_wasmtime_version()} both)", rebuild)
 
 
-def _check_artifact(path: Path) -> None:
+def _check_artifact(path: Path, need_time_limits: bool) -> bool:
+    """Refuse an artifact this process cannot run; returns whether it has epoch checks."""
     meta = read_artifact_metadata(path)
     problem, fix = None, "rebuild it (re-run the AOT step)"
+    flag = settings.time_limits()
     if meta is None:
         problem = f"no readable metadata ({sidecar_path(path).name})"
-    elif meta.get("fingerprint") != engine_fingerprint():
-        problem, fix = _engine_difference(meta)
-    elif meta.get("size") != path.stat().st_size:
-        problem = "its size does not match its metadata"
+    else:
+        known = _artifact_time_limits(meta)
+        flag = known if known is not None else flag
+        if need_time_limits and known is False:
+            raise StaleArtifactError(
+                f"{path}: precompiled without epoch checks, and this run limits time inside the "
+                "process: give the .wasm (compiled once with them into KILN_CACHE), or rebuild "
+                "with KILN_TIME_LIMITS=on")
+        if meta.get("fingerprint") != engine_fingerprint(flag):
+            problem, fix = _engine_difference(meta, flag)
+        elif meta.get("size") != path.stat().st_size:
+            problem = "its size does not match its metadata"
     if problem:
         raise StaleArtifactError(f"{path}: stale precompiled artifact: {problem}; {fix}")
+    return flag
 
 
-_modules: dict[str, tuple[tuple[int, int], wasmtime.Module]] = {}
-_module_locks: dict[str, threading.Lock] = {}
+_modules: dict[tuple[str, bool], tuple[tuple[int, int], wasmtime.Module]] = {}
+_module_locks: dict[tuple[str, bool], threading.Lock] = {}
 _modules_lock = threading.Lock()
 
 
-def load_module(path: str | os.PathLike) -> wasmtime.Module:
-    """A .wasm (compiled now) or a precompiled artifact (checked, then mapped), cached per path
-    and modification time so a rebuilt file is picked up."""
+def load_module(path: str | os.PathLike, need_time_limits: bool = False) -> wasmtime.Module:
+    """A .wasm (compiled now) or a precompiled artifact (checked, then mapped, on the engine it
+    was compiled for), cached per path and modification time so a rebuilt file is picked up.
+    `need_time_limits`: the caller will give run() a timeout, so the module must have epoch
+    checks (a .wasm is compiled with them; an artifact without them is refused)."""
     path = Path(path)
-    key = os.path.realpath(path)
+    real = os.path.realpath(path)
+    key = (real, need_time_limits)
     try:
-        st = os.stat(key)
+        st = os.stat(real)
     except OSError as e:
         raise RunnerError(f"{path}: cannot load module: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
@@ -329,7 +364,7 @@ def load_module(path: str | os.PathLike) -> wasmtime.Module:
         if cached and cached[0] == stamp:
             return cached[1]
         try:
-            with open(key, "rb") as f:
+            with open(real, "rb") as f:
                 magic = f.read(4)
         except OSError as e:
             raise RunnerError(f"{path}: cannot load module: {e.strerror}") from None
@@ -338,27 +373,34 @@ def load_module(path: str | os.PathLike) -> wasmtime.Module:
             # "stale artifact" or deserialization error.
             raise RunnerError(f"{path} is not a wasm module ({'empty' if not magic else f'it starts with {magic!r}'}):"
                               " give a .wasm, or a .cwasm precompiled by Kiln")
-        engine = make_engine()
         try:
             if magic == _WASM_MAGIC:
-                module = wasmtime.Module.from_file(engine, key)
+                engine = make_engine(True if need_time_limits else None)
+                module = wasmtime.Module.from_file(engine, real)
             else:
                 # Deserializing runs native code from the file unchecked: only load artifacts
                 # this project built.
-                _check_artifact(path)
-                module = wasmtime.Module.deserialize_file(engine, key)
+                engine = make_engine(_check_artifact(path, need_time_limits))
+                module = wasmtime.Module.deserialize_file(engine, real)
         except wasmtime.WasmtimeError as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
             raise RunnerError(f"{path}: cannot load module: {first_line}") from e
         with _modules_lock:
             _modules[key] = (stamp, module)
+            _module_engines[module] = engine
         return module
 
 
-def load_cached(path: str | os.PathLike) -> wasmtime.Module:
+def _lacks_time_limits(artifact: Path) -> bool:
+    meta = read_artifact_metadata(artifact)
+    return meta is not None and _artifact_time_limits(meta) is False
+
+
+def load_cached(path: str | os.PathLike, need_time_limits: bool = False) -> wasmtime.Module:
     """load_module, but a .wasm is compiled once per content and engine and the native code
     kept under KILN_CACHE (compiling PHP takes seconds, loading the artifact a fraction of one),
-    the way a containerd wasm shim caches. Precompiled artifacts load as they are."""
+    the way a containerd wasm shim caches. Precompiled artifacts load as they are, except one
+    without epoch checks when `need_time_limits` and its .wasm lies beside it."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -366,20 +408,26 @@ def load_cached(path: str | os.PathLike) -> wasmtime.Module:
     except OSError:
         is_wasm = False  # load_module says what is wrong with it
     if not is_wasm:
-        return load_module(path)
-    cached = settings.cache_dir() / "modules" / engine_fingerprint() / f"{_sha256_file(path)}.cwasm"
+        source = path.with_suffix(".wasm")
+        if need_time_limits and source.is_file() and _lacks_time_limits(path):
+            # Kiln's bin/ keeps each module's .wasm beside its artifact: compile that one
+            # with the checks (once, into the cache) rather than refuse.
+            return load_cached(source, need_time_limits)
+        return load_module(path, need_time_limits)
+    flag = True if need_time_limits else None
+    cached = settings.cache_dir() / "modules" / engine_fingerprint(flag) / f"{_sha256_file(path)}.cwasm"
     if read_artifact_metadata(cached) is None or not cached.is_file():
         try:
-            precompile(path, cached)
+            precompile(path, cached, flag)
         except (OSError, wasmtime.WasmtimeError):
             # A read-only cache: compile in memory, as before. A broken module: load_module
             # gives the one-line reason.
-            return load_module(path)
+            return load_module(path, need_time_limits)
     try:
-        return load_module(cached)
+        return load_module(cached, need_time_limits)
     except StaleArtifactError:  # a copy half-replaced by another process, say: compile again
-        precompile(path, cached)
-        return load_module(cached)
+        precompile(path, cached, flag)
+        return load_module(cached, need_time_limits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,13 +581,6 @@ def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str):
         store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item))
     return wrap_extern(item) if found else None
 
-def check_timeout(timeout: float | None) -> None:
-    """Refuse a time limit this process cannot enforce (KILN_TIME_LIMITS=off), in one line."""
-    if timeout is not None and not time_limits_available():
-        raise RunnerError(f"a {timeout:g} s time limit needs Wasmtime's epoch checks, which "
-                          "KILN_TIME_LIMITS=off leaves out: unset it (and re-run the AOT step)")
-
-
 def run(
     module_or_path: wasmtime.Module | str | os.PathLike,
     argv: Sequence[str],
@@ -566,11 +607,14 @@ def run(
     Safe to call from many threads at once: Engine and Module are shared, everything else is
     per call.
     """
-    limits = time_limits_available()
-    check_timeout(timeout)
     module = (module_or_path if isinstance(module_or_path, wasmtime.Module)
-              else load_module(module_or_path))
-    engine = make_engine()
+              else load_module(module_or_path, need_time_limits=timeout is not None))
+    # A module compiled outside load_module (on the default engine) is not in the map.
+    engine = _module_engines.get(module) or make_engine()
+    limits = engine is _engines.get(True)
+    if timeout is not None and not limits:
+        raise RunnerError(f"a {timeout:g} s time limit needs a module compiled with epoch checks: "
+                          "load it with need_time_limits=True (or stop the run from outside)")
     state = _RunState()
     out, err = _Capture(max_output), _Capture(max_output)
     cleanup: list[str] = []

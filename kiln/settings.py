@@ -39,11 +39,11 @@ def compiler_cache() -> str:
 
 
 def time_limits() -> bool:
-    """KILN_TIME_LIMITS: on (the default) compiles Wasmtime's epoch checks into every module,
-    which is how a run gets a wall-clock limit; off leaves them out for faster PHP (bench.php
-    up to a third faster with the GOTO VM, docs/benchmarks.md) and refuses every run that asks
-    for a limit."""
-    value = os.environ.get("KILN_TIME_LIMITS", "on").strip().lower() or "on"
+    """KILN_TIME_LIMITS: off (the default) compiles modules without Wasmtime's epoch checks,
+    which cost PHP up to a third of its speed with the GOTO VM (docs/benchmarks.md): the worker
+    pool and the command line stop a guest from outside (kill, exit) instead. on compiles them
+    into every artifact, for hosts that limit time inside one process."""
+    value = os.environ.get("KILN_TIME_LIMITS", "off").strip().lower() or "off"
     if value not in ("on", "off"):
         raise KilnError(f"KILN_TIME_LIMITS={value!r} is not one of on, off: fix or unset it")
     return value == "on"

@@ -198,14 +198,16 @@ def load_entrypoint(image: LoadedImage, module_path: Path, guest: str):
 
         labels = image.labels
         wanted = labels.get("kiln.engine.fingerprint")
-        if wanted != runner.engine_fingerprint():
+        # With or without epoch checks, the module runs on the engine it was compiled for.
+        flags = [flag for flag in (False, True) if wanted == runner.engine_fingerprint(flag)]
+        if not flags:
             raise KilnError(
                 f"{guest} in {image.source} is precompiled for Wasmtime {labels.get('kiln.engine.version', '?')} "
                 f"(engine {wanted or 'unknown: no kiln.engine.fingerprint label'}); this is Wasmtime "
                 f"{runner._wasmtime_version()} (engine {runner.engine_fingerprint()}): "
                 f"run the -cli image instead, or rebuild the -cli-aot image here")
         try:
-            return wasmtime.Module.deserialize_file(runner.make_engine(), str(module_path))
+            return runner.deserialize_file(module_path, flags[0])
         except wasmtime.WasmtimeError as exc:
             raise KilnError(f"{guest}: cannot load the precompiled module ({str(exc).splitlines()[0]})") from None
     raise KilnError(f"{guest} in {image.source} is not a wasm module (starts with {magic!r})")
@@ -364,7 +366,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.shimrun"
                         help="replace the image's Cmd")
     ns = parser.parse_args(argv)
     try:
-        runner.check_timeout(ns.timeout)
         image = load_image(ns.image)
         if image.labels.get("kiln.server") == "cgi" and not ns.entrypoint:
             port = ns.port or int(image.labels.get("kiln.server.port", "8080"))
@@ -373,12 +374,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.shimrun"
             raise KilnError(f"{image.source} is not a server image (no kiln.server label): --port does not apply")
         sys.stdout.flush()
         with tempfile.TemporaryDirectory(prefix="kiln-shim-") as scratch:
-            # Unpacking and running both happen in the worker: Ctrl-C ends them at once, and
-            # the unpacked root file system goes with them.
+            # Unpacking and running both happen in the worker: Ctrl-C or --timeout ends them
+            # at once (the module needs no epoch checks), and the unpacked root file system
+            # goes with them.
+            def work(arm) -> runner.RunResult:
+                if ns.timeout is not None:
+                    arm(ns.timeout)
+                return run_image(image, ns.args, ns.volume, ns.env, ns.entrypoint, ns.hostname,
+                                 ns.writable_rootfs, scratch=Path(scratch))
+
             result = run_command.run_interruptible(
-                lambda: run_image(image, ns.args, ns.volume, ns.env, ns.entrypoint, ns.hostname,
-                                  ns.writable_rootfs, ns.timeout, scratch=Path(scratch)),
-                cleanup=lambda: shutil.rmtree(scratch, ignore_errors=True))
+                work, cleanup=lambda: shutil.rmtree(scratch, ignore_errors=True), label=label)
     except KilnError as exc:
         print(f"{label}: {exc}", file=sys.stderr)
         return cliargs.EXIT_USAGE

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,36 +274,49 @@ def test_cli_inherits_stdio_and_returns_the_exit_code(tool, tmp_path):
     assert proc.returncode == runner.EXIT_TIMEOUT and "timed out" in proc.stderr
 
 
-def test_without_time_limits_runs_work_and_a_limit_is_refused_in_one_line(tool, tmp_path):
-    """KILN_TIME_LIMITS=off: no epoch checks compiled in (another engine, so artifacts made with
-    checks are stale), runs without a limit work, a run asking for one is refused, and the
-    default engine is unchanged."""
-    cwd = Path(__file__).resolve().parents[1]
+def test_modules_run_without_epoch_checks_by_default_and_a_limit_still_holds(tool, tmp_path):
+    """By default nothing is compiled with epoch checks (KILN_TIME_LIMITS=on adds them): the
+    command line ends a run past --timeout from outside, whichever way the module was built;
+    each artifact runs on the engine it was compiled for; an in-process time limit asks for
+    the checks and gets them from the .wasm beside an artifact without them, or a one-line
+    refusal."""
     base = [sys.executable, "-m", "kiln.runner"]
-    off = {**os.environ, "KILN_TIME_LIMITS": "off"}
-    proc = subprocess.run(base + [str(tool), "exit", "7"], capture_output=True, text=True, cwd=cwd, env=off)
-    assert proc.returncode == 7, proc.stderr
-    proc = subprocess.run(base + ["--timeout", "5", str(tool), "exit", "7"], capture_output=True,
-                          text=True, cwd=cwd, env=off)
-    assert proc.returncode != 0 and "KILN_TIME_LIMITS=off" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    fingerprint = [sys.executable, "-c", "from kiln import runner; print(runner.engine_fingerprint(), "
-                   "runner.time_limits_available(), runner.limit(60))"]
-    without = subprocess.run(fingerprint, capture_output=True, text=True, cwd=cwd, env=off).stdout.split()
-    assert without[1:] == ["False", "None"]
-    assert without[0] != runner.engine_fingerprint() and runner.time_limits_available()
-    artifact = runner.precompile(tool, tmp_path / "tool.cwasm")
-    proc = subprocess.run(base + [str(artifact), "exit", "3"], capture_output=True, text=True, cwd=cwd, env=off)
-    assert proc.returncode == 2 and "stale precompiled artifact" in proc.stderr
-    assert "precompiled with KILN_TIME_LIMITS=on, this run has KILN_TIME_LIMITS=off" in proc.stderr
-    # A sidecar from before settings were recorded: the setting is still found and named.
-    meta = json.loads(runner.sidecar_path(artifact).read_text())
-    del meta["settings"], meta["machine"]
-    runner.sidecar_path(artifact).write_text(json.dumps(meta))
-    proc = subprocess.run(base + [str(artifact), "exit", "3"], capture_output=True, text=True, cwd=cwd, env=off)
-    assert "precompiled with KILN_TIME_LIMITS=on, this run has KILN_TIME_LIMITS=off" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    bad = subprocess.run(base + [str(tool)], capture_output=True, text=True, cwd=cwd,
+    env = {**os.environ, "KILN_CACHE": str(tmp_path / "cache")}
+    assert not runner.time_limits_available() and runner.limit(60) is None
+    assert runner.engine_fingerprint() == runner.engine_fingerprint(False) != runner.engine_fingerprint(True)
+    on = subprocess.run([sys.executable, "-c", "from kiln import runner; print(runner.engine_fingerprint(), "
+                         "runner.time_limits_available(), runner.limit(60))"], capture_output=True, text=True,
+                        cwd=ROOT, env={**env, "KILN_TIME_LIMITS": "on"}).stdout.split()
+    assert on == [runner.engine_fingerprint(True), "True", "60"]
+
+    plain = runner.precompile(tool, tmp_path / "plain.cwasm")
+    checked = runner.precompile(tool, tmp_path / "checked.cwasm", time_limits=True)
+    for artifact in (tool, plain, checked):
+        started = time.monotonic()
+        proc = subprocess.run(base + ["--timeout", "0.5", str(artifact), "loop"], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=60)
+        assert proc.returncode == runner.EXIT_TIMEOUT, (artifact, proc.stderr)
+        assert proc.stderr.strip().splitlines() == ["kiln.runner: timed out after 0.5 s"]
+        assert time.monotonic() - started < 10
+        proc = subprocess.run(base + [str(artifact), "exit", "7"], capture_output=True, text=True,
+                              cwd=ROOT, env={**env, "KILN_TIME_LIMITS": "on"})
+        assert proc.returncode == 7, proc.stderr
+
+    assert not runner.has_time_limits(runner.load_module(plain))
+    assert runner.has_time_limits(runner.load_module(checked))
+    assert runner.run(checked, ["tool", "loop"], timeout=0.2).timed_out
+    with pytest.raises(runner.StaleArtifactError, match="precompiled without epoch checks.*give the .wasm"):
+        runner.run(plain, ["tool", "loop"], timeout=0.2)
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    shutil.copy(tool, beside / "tool.wasm")
+    runner.precompile(beside / "tool.wasm", beside / "tool.cwasm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KILN_CACHE", str(tmp_path / "cache"))
+        module = runner.load_cached(beside / "tool.cwasm", need_time_limits=True)
+    assert runner.has_time_limits(module) and runner.run(module, ["tool", "loop"], timeout=0.2).timed_out
+
+    bad = subprocess.run(base + [str(tool)], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "KILN_TIME_LIMITS": "maybe"})
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
         "kiln.runner: KILN_TIME_LIMITS='maybe' is not one of on, off: fix or unset it"]

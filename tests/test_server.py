@@ -165,16 +165,6 @@ def test_janitor_removes_a_lock_only_when_nobody_could_hold_it(tmp_path):
     assert (tmp_path / "other.lock").is_dir() and (tmp_path / "db.sqlite.lock" / "keep").exists()
 
 
-def test_without_time_limits_the_wasm_server_refuses_to_start(tmp_path, monkeypatch):
-    """An instance per request is stopped by epoch checks, which KILN_TIME_LIMITS=off takes
-    away: one clear error. (Workers are killed from outside: they need no epoch checks.)"""
-    monkeypatch.setenv("KILN_TIME_LIMITS", "off")
-    with pytest.raises(srv.KilnError, match="unset KILN_TIME_LIMITS=off") as info:
-        srv.Server(srv.ServerConfig(docroot=str(tmp_path), module=str(tmp_path / "php-cgi.wasm"),
-                                    port=0, access_log=io.StringIO(), isolation="request")).start()
-    assert "\n" not in str(info.value)
-
-
 def test_missing_module_is_a_one_line_error_naming_the_doit_task(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_BUILD_OUTPUT", str(tmp_path))
     with pytest.raises(srv.KilnError) as info:

@@ -51,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--volume", action="append", default=[], type=_grant, metavar="HOST:GUEST[:ro]",
                    help="another folder for PHP, writable unless :ro (e.g. wp-content)")
     p.add_argument("--workers", type=_positive(int), default=2, help="pm.max_children (default 2)")
+    p.add_argument("--no-cpu-affinity", dest="cpu_affinity", action="store_false",
+                   help="let workers run on any CPU (default: each on one, round robin)")
     p.add_argument("--max-requests", type=_positive(int), default=500,
                    help="requests a worker serves before it is replaced (pm.max_requests)")
     p.add_argument("--request-terminate-timeout", type=_positive(float), default=30.0, metavar="SECONDS",
@@ -101,7 +103,7 @@ def config_from(ns: argparse.Namespace) -> PoolConfig:
                             ini_file=None, ini_text="")
     atomic.write_text(state / "php.ini", ini)
     return PoolConfig(module=ns.module.resolve(), preopens=grants, listen=ns.listen,
-                      workers=ns.workers, max_requests=ns.max_requests,
+                      workers=ns.workers, max_requests=ns.max_requests, cpu_affinity=ns.cpu_affinity,
                       request_terminate_timeout=ns.request_terminate_timeout,
                       memory_limit=ns.memory * MiB, args=["-c", "/etc/kiln/php.ini"],
                       # Where PHP can write a database: the volumes and /tmp, not OPcache's files.

@@ -45,13 +45,19 @@ class PoolConfig:
     # Host folders where SQLite dot-file locks a killed worker left are cleared (kiln.pool.locks);
     # empty: none (kiln.server clears them itself when it runs the pool).
     stale_lock_roots: list[Path] = field(default_factory=list)
+    # Each worker on one CPU of this process's set, round robin. Wasmtime's C API hands every
+    # WASI file-system call to a thread pool and waits (docs/benchmarks.md, "WASI file-system
+    # calls"); with the worker and those threads on one CPU the hand-off does not cross cores.
+    cpu_affinity: bool = True
 
 
 class Worker:
     """One worker process and its pipes. Used by one request at a time."""
 
-    def __init__(self, config_file: Path, log):
-        self.proc = subprocess.Popen([sys.executable, "-m", "kiln.pool.worker", str(config_file)],
+    def __init__(self, config_file: Path, log, slot: int = 0, cpu: int | None = None):
+        self.slot = slot  # its place in the pool, kept by the worker that replaces it
+        pin = [] if cpu is None else ["--cpu", str(cpu)]
+        self.proc = subprocess.Popen([sys.executable, "-m", "kiln.pool.worker", str(config_file), *pin],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      # Unbuffered: select() must see every byte not yet read.
                                      bufsize=0, env={**os.environ, "PYTHONPATH": _pythonpath()})
@@ -108,11 +114,13 @@ class Pool:
         self._stopping = threading.Event()
         self._locks = StaleLocks(config.stale_lock_roots, self.log) if config.stale_lock_roots else None
         self.stats = {"served": 0, "replaced": 0, "timeouts": 0, "crashes": 0}
+        self._cpus = sorted(os.sched_getaffinity(0)) if config.cpu_affinity else []
 
     # -- workers ------------------------------------------------------------------------------
 
-    def _spawn(self) -> Worker:
-        worker = Worker(self._worker_config, self.log)
+    def _spawn(self, slot: int) -> Worker:
+        cpu = self._cpus[slot % len(self._cpus)] if self._cpus else None
+        worker = Worker(self._worker_config, self.log, slot, cpu)
         with self._lock:
             self._all.add(worker)
         return worker
@@ -124,7 +132,7 @@ class Pool:
         self.stats["replaced"] += 1
         self.log(f"pool: worker {worker.pid} {why}; starting another")
         if not self._stopping.is_set():
-            self._idle.put(self._spawn())
+            self._idle.put(self._spawn(worker.slot))
 
     def _release(self, worker: Worker) -> None:
         worker.served += 1
@@ -308,8 +316,8 @@ class Pool:
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
     def start(self) -> "Pool":
-        for _ in range(self.config.workers):
-            self._idle.put(self._spawn())
+        for slot in range(self.config.workers):
+            self._idle.put(self._spawn(slot))
         for address in self.config.listen:
             sock = self._listen(address)
             self._sockets.append(sock)

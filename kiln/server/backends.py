@@ -29,13 +29,12 @@ class CgiResult:
     error: str = ""             # could not run at all
 
 
-def check_php_cgi(path: Path) -> None:
+def check_php_cgi(path: Path, module=None) -> None:
     """Refuse a module that is PHP's CLI rather than php-cgi: it would start, then answer
     every request with 502 (it treats the CGI environment as nothing and prints no headers).
     Both SAPIs are the same kind of module, so ask it: `-v` names the SAPI, "(cli)" or
     "(cgi-fcgi)"."""
-    r = runner.run(runner.load_module(path), ["php", "-v"], timeout=runner.limit(30),
-                   max_output=4096)
+    r = runner.run(module or runner.load_cached(path), ["php", "-v"], max_output=4096)
     if b"(cli)" in r.stdout.split(b"\n", 1)[0]:
         cgi = path.with_name(path.name.replace("php", "php-cgi", 1))
         raise KilnError(f"{path} is the php CLI module; serve php-cgi: --module "
@@ -50,8 +49,11 @@ class WasmBackend:
     def __init__(self, module: Path, preopens: Sequence[runner.Preopen],
                  memory_limit: int | None, max_output: int | None):
         self.path = Path(module)
-        self.module = runner.load_module(self.path)   # compiled/mapped once, shared by threads
-        check_php_cgi(self.path)
+        # Compiled/mapped once, shared by threads. Each request's time is limited inside this
+        # process, so this one backend pays for epoch checks (a .cwasm without them is
+        # replaced by its .wasm, compiled with them once into KILN_CACHE).
+        self.module = runner.load_cached(self.path, need_time_limits=True)
+        check_php_cgi(self.path, self.module)
         self.preopens = list(preopens)
         self.memory_limit = memory_limit
         self.max_output = max_output

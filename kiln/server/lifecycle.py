@@ -56,9 +56,6 @@ class Server:
         if not cfg.timeout or cfg.timeout <= 0:
             raise KilnError(f"timeout={cfg.timeout}: every script needs a limit above 0 seconds")
         isolation = cfg.effective_isolation()
-        if cfg.module is not None and isolation == "request" and not runner.time_limits_available():
-            raise KilnError("kiln.server limits every request's time, which needs Wasmtime's epoch "
-                            "checks: unset KILN_TIME_LIMITS=off")
         box = sandbox.prepare(cfg, self._state_dir)
         self.tmp_host, self.opcache_host, self.fs = box.tmp_host, box.opcache_host, box.fs
         self._writable_roots = box.writable_roots
