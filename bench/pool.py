@@ -5,6 +5,7 @@
 
 One installed WordPress (SQLite) docroot and a hello page, each served by:
   - nginx -> kiln.pool (php-cgi.wasm workers, OPcache in memory)   "kiln pool"
+  - kiln.server, its default: kiln.pool workers under its HTTP    "kiln.server workers"
   - kiln.server, an instance per request (OPcache file cache)      "kiln per-request"
   - nginx -> Debian's php-fpm 8.2, OPcache on                      "php-fpm"
 Rounds alternate the servers so that machine noise hits them alike. Printed: mean latency
@@ -121,7 +122,7 @@ def main() -> int:
     fronts: list[Nginx] = []
     try:
         servers = {}
-        for name in ("kiln pool", "kiln per-request", "php-fpm"):
+        for name in ("kiln pool", "kiln.server workers", "kiln per-request", "php-fpm"):
             folder = state / name.replace(" ", "-")
             folder.mkdir()
             folder.chmod(0o755)
@@ -155,7 +156,8 @@ def main() -> int:
                 p = subprocess.Popen([sys.executable, "-m", "kiln.server", "--module", str(MODULE),
                                       "--docroot", str(doc), "--port", str(port), "--quiet",
                                       "--docroot-guest", str(doc), "--writable", "wp-content",
-                                      "--workers", str(2 * ns.workers), "--isolation", "request"],
+                                      *(["--workers", str(2 * ns.workers), "--isolation", "request"]
+                                        if name == "kiln per-request" else ["--workers", str(ns.workers)])],
                                      cwd=ROOT, stderr=log)
                 for _ in range(400):
                     try:
@@ -163,7 +165,7 @@ def main() -> int:
                         break
                     except OSError:
                         time.sleep(0.05)
-                servers[name] = (port, None)
+                servers[name] = (port, None if name == "kiln per-request" else p.pid)
             procs.append(p)
             install(servers[name][0])
         results: dict[tuple, list[tuple[float, float]]] = {}
@@ -175,8 +177,7 @@ def main() -> int:
                 for c in levels:
                     for name, (port, _) in servers.items():
                         results.setdefault((page, c, name), []).append(batch(port, path, ns.requests, c))
-        memory = {name: rss_mib(children(pid)) if name == "kiln pool" else
-                  rss_mib(children(pid)) if pid else None for name, (port, pid) in servers.items()}
+        memory = {name: rss_mib(children(pid)) if pid else None for name, (port, pid) in servers.items()}
     finally:
         for front in fronts:
             front.stop()
