@@ -11,57 +11,32 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kiln import atomic, templating
+from kiln import atomic, cliargs, templating
 from kiln.errors import KilnError
 from kiln.pool.supervisor import MiB, Pool, PoolConfig
 from kiln.runner import Preopen
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-        return value
-    return parse
-
-
-def _grant(spec: str) -> Preopen:
-    parts = spec.split(":")
-    writable = True
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        writable = parts.pop() == "rw"
-    if len(parts) != 2 or not parts[0] or not parts[1].startswith("/"):
-        raise argparse.ArgumentTypeError(f"{spec!r}: give HOST:GUEST[:ro], GUEST absolute")
-    host = Path(parts[0]).resolve()
-    if not host.is_dir():
-        raise argparse.ArgumentTypeError(f"{parts[0]}: no such folder to grant")
-    return Preopen(host, parts[1], writable)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kiln.pool", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cliargs.Parser(prog="python -m kiln.pool", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--module", required=True, type=Path, help="php-cgi .wasm or .cwasm")
     p.add_argument("--docroot", required=True, type=Path, help="the site's folder (read-only to PHP)")
     p.add_argument("--listen", action="append", required=True,
                    help="a Unix socket path or HOST:PORT (repeatable)")
-    p.add_argument("-v", "--volume", action="append", default=[], type=_grant, metavar="HOST:GUEST[:ro]",
+    p.add_argument("-v", "--volume", action="append", default=[], type=cliargs.grant_type(), metavar="HOST:GUEST[:ro]",
                    help="another folder for PHP, writable unless :ro (e.g. wp-content)")
-    p.add_argument("--workers", type=_positive(int), default=2, help="pm.max_children (default 2)")
+    p.add_argument("--workers", type=cliargs.positive_int, default=2, help="pm.max_children (default 2)")
     p.add_argument("--no-cpu-affinity", dest="cpu_affinity", action="store_false",
                    help="let workers run on any CPU (default: each on one, round robin)")
-    p.add_argument("--max-requests", type=_positive(int), default=500,
+    p.add_argument("--max-requests", type=cliargs.positive_int, default=500,
                    help="requests a worker serves before it is replaced (pm.max_requests)")
-    p.add_argument("--request-terminate-timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+    p.add_argument("--request-terminate-timeout", type=cliargs.positive_float, default=30.0, metavar="SECONDS",
                    help="kill the worker and answer 504 past this (default 30)")
-    p.add_argument("--memory", type=_positive(int), default=512, metavar="MB",
+    p.add_argument("--memory", type=cliargs.positive_int, default=512, metavar="MB",
                    help="linear memory cap per worker, OPcache's memory included (default 512)")
     p.add_argument("--tmp-dir", type=Path, help="PHP's temporary folder (default: a fresh one)")
     p.add_argument("--opcache-dir", type=Path, help="OPcache file cache (flavours with OPcache)")
-    p.add_argument("--opcache-memory", type=_positive(int), default=64, metavar="MB",
+    p.add_argument("--opcache-memory", type=cliargs.positive_int, default=64, metavar="MB",
                    help="opcache.memory_consumption per worker (default 64)")
     p.add_argument("-d", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                    help="a php.ini setting")
