@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -49,15 +50,23 @@ def find_locks(roots: Iterable[Path]) -> dict[Path, tuple]:
 
 
 class StaleLocks:
-    """Requests in flight, and the lock folders found when a worker was killed."""
+    """Requests in flight, and the lock folders found when one was killed. kiln.pool uses it
+    for its workers, kiln.server (as LockJanitor) for every request it runs; `roots` may be a
+    callable, for grants known only once the server has set its sandbox up."""
 
-    def __init__(self, roots: Iterable[Path], log: Callable[[str], None]):
-        self._roots = list(roots)
+    def __init__(self, roots: Iterable[Path] | Callable[[], Iterable[Path]],
+                 log: Callable[[str], None], who: str = "pool"):
+        self._roots = roots if callable(roots) else list(roots)
         self._log = log
+        self._who = who
         self._mutex = threading.Lock()
+        self._idle = threading.Condition(self._mutex)
         self._next = 0
         self._running: set[int] = set()
         self._suspects: list[tuple[dict[Path, tuple], set[int]]] = []
+
+    def _root_list(self) -> list[Path]:
+        return list(self._roots()) if callable(self._roots) else self._roots
 
     def begin(self) -> int:
         with self._mutex:
@@ -65,17 +74,36 @@ class StaleLocks:
             self._running.add(self._next)
             return self._next
 
-    def end(self, ticket: int, killed: bool) -> None:
-        """The request `ticket` is over; `killed`: its worker was killed or died under it."""
-        found = find_locks(self._roots) if killed and self._roots else {}
+    def end(self, ticket: int, killed: bool = False) -> None:
+        """The request `ticket` is over; `killed`: it was killed, or its worker died under it."""
+        roots = self._root_list() if killed else []
+        found = find_locks(roots) if roots else {}
         with self._mutex:
             self._running.discard(ticket)
             if found:
                 self._suspects.append((found, set(self._running)))
             ready = [s for s, waiting in self._suspects if not waiting & self._running]
             self._suspects = [(s, w) for s, w in self._suspects if w & self._running]
+            if not self._running:
+                self._idle.notify_all()
         for suspects in ready:
             self._clear(suspects)
+
+    @property
+    def active(self) -> int:
+        with self._mutex:
+            return len(self._running)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request runs (a graceful stop); False if `timeout` seconds passed first."""
+        deadline = time.monotonic() + timeout
+        with self._mutex:
+            while self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+            return True
 
     def _clear(self, suspects: dict[Path, tuple]) -> None:
         for lock, identity in suspects.items():
@@ -83,8 +111,8 @@ class StaleLocks:
                 if _identity(os.lstat(lock)) != identity:
                     continue        # released since, perhaps taken again by a live request
                 os.rmdir(lock)      # SQLite's lock folder is empty; a full one is not ours
-                self._log(f"pool: removed the stale SQLite lock {lock} of a killed worker")
+                self._log(f"{self._who}: removed the stale SQLite lock {lock} of a killed request")
             except FileNotFoundError:
                 continue
             except OSError as e:
-                self._log(f"pool: could not remove the stale SQLite lock {lock}: {e.strerror}")
+                self._log(f"{self._who}: could not remove the stale SQLite lock {lock}: {e.strerror}")
