@@ -266,7 +266,7 @@ def test_cli_image_shows_the_demo_page_like_docker_wasm(built, env, kind, module
     assert image.source.startswith("Docker engine image")
     page = _page(shimrun.run_image(image, ["/docroot/index.php"],
                                    volumes=[shimrun.Volume(DOCROOT, "/docroot", False)],
-                                   inherit_stdio=False, timeout=120))
+                                   inherit_stdio=False, timeout=runner.limit(120)))
     lines = page.splitlines()
     assert 'running on "wasi ' in lines[0] and lines[0].endswith('wasm32"'), page
     assert lines[1] == "Running with 2 environment variables", page
@@ -306,7 +306,7 @@ def test_oci_layout_runs_without_the_engine(built, env, monkeypatch, tmp_path):
     assert image.source.startswith("OCI layout") and image.platform == "wasip1/wasm"
     page = _page(shimrun.run_image(image, ["/docroot/index.php"],
                                    volumes=[shimrun.Volume(DOCROOT, "/docroot", False)],
-                                   inherit_stdio=False, timeout=120))
+                                   inherit_stdio=False, timeout=runner.limit(120)))
     assert "Running with 2 environment variables" in page
 
 
@@ -349,5 +349,5 @@ def test_publish_then_pull_back(built, env, docker_host, registry_address):  # n
     image = shimrun.load_image(f"{registry_address}/{REPO}:{VERSION}-cli")
     page = _page(shimrun.run_image(image, ["/docroot/index.php"],
                                    volumes=[shimrun.Volume(DOCROOT, "/docroot", False)],
-                                   inherit_stdio=False, timeout=120))
+                                   inherit_stdio=False, timeout=runner.limit(120)))
     assert "Running with 2 environment variables" in page
