@@ -407,11 +407,12 @@ def test_concurrent_writers_lose_nothing_and_keep_the_database_intact(site):
                 assert status == 200, (status, text[:1000], site.server_log())
                 runs.append(json.loads(text))
         assert [r["errors"] for r in runs] == [[]] * HAMMERS
-        # The first two hammers ran side by side, in two workers (else this test would prove
-        # nothing). Whether other writers got in between one hammer's transactions (gaps in
-        # what it read) is up to the busy handler's timing: dot-file locks are not fair.
-        first, second = runs[:2]
-        assert first["start"] < second["end"] and second["start"] < first["end"], runs[:2]
+        # Some two hammers ran side by side, in two workers (else this test would prove
+        # nothing); which two is up to the scheduler (the first two once queued behind a post).
+        # Whether other writers got in between one hammer's transactions (gaps in what it
+        # read) is up to the busy handler's timing: dot-file locks are not fair.
+        assert any(a["start"] < b["end"] and b["start"] < a["end"]
+                   for i, a in enumerate(runs) for b in runs[i + 1:]), runs
         gaps = sum(b - a != 1 for r in runs for a, b in zip(r["seen"], r["seen"][1:]))
         print(f"{site.front}: {gaps} interleavings between hammer transactions")
 
