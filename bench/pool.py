@@ -37,6 +37,7 @@ from nginx import Nginx, free_port  # noqa: E402
 
 MODULE = Build("php", "8.2.32", "wordpress").module("php-cgi", aot=True)   # KILN_BUILD_OUTPUT too
 PAGES = {"hello": "/hello.php", "wordpress front page": "/"}
+SLOW = 0.5  # seconds that /sleep.php sleeps: N of them on N workers should take about that
 
 
 def wait_for(path: Path, proc: subprocess.Popen, what: str) -> None:
@@ -128,6 +129,7 @@ def main() -> int:
             folder.chmod(0o755)
             doc = wordpress.fresh_copy(folder / "docroot")
             (doc / "hello.php").write_text('<?php echo "Hello, world!";')
+            (doc / "sleep.php").write_text(f'<?php usleep({int(SLOW * 1e6)}); echo "slept";')
             log = open(folder / "log", "w")
             if name == "kiln pool":
                 sock = folder / "pool.sock"
@@ -177,6 +179,12 @@ def main() -> int:
                 for c in levels:
                     for name, (port, _) in servers.items():
                         results.setdefault((page, c, name), []).append(batch(port, path, ns.requests, c))
+        # N slow requests at once on N workers: the wall time of the batch (side by side, it is
+        # about one request's; in a queue, N of them).
+        side_by_side = {}
+        for name, (port, _) in servers.items():
+            _, rate = batch(port, "/sleep.php", ns.workers, ns.workers)
+            side_by_side[name] = ns.workers / rate
         memory = {name: rss_mib(children(pid)) if pid else None for name, (port, pid) in servers.items()}
     finally:
         for front in fronts:
@@ -198,6 +206,8 @@ def main() -> int:
                 lat = statistics.median(m for m, _ in results[(page, c, name)])
                 rps = statistics.median(r for _, r in results[(page, c, name)])
                 print(f"| {page} | {c} | {name} | {lat * 1000:.1f} ms | {rps:.1f} | {lat / base:.2f}x |")
+    print(f"\n{ns.workers} requests sleeping {SLOW:g} s each, sent at once to {ns.workers} workers, took "
+          + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in side_by_side.items()))
     print("\nmemory per worker (RSS): " + ", ".join(
         f"{name} {mib:.0f} MiB" for name, mib in memory.items() if mib))
     return 0
