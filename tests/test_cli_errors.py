@@ -107,6 +107,8 @@ CASES = [
 
 # `kiln serve ARGS`, and the same ARGS to `python -m kiln.server` (SERVE_CASES below).
 SERVE_CASES = [
+    ("serve: nonexistent grant", ["--docroot", "{folder}", "-v", "/nonexistent:/data"], None, 2,
+     "argument -v/--volume: /nonexistent: no such folder"),
     ("serve: port out of range", ["--docroot", "{folder}", "--port", "99999"], None, 2,
      "argument --port: 99999 is not a port number (1-65535, or 0: any free port)"),
     ("serve: port not a number", ["--docroot", "{folder}", "--port", "http"], None, 2,

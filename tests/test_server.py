@@ -165,6 +165,20 @@ def test_janitor_removes_a_lock_only_when_nobody_could_hold_it(tmp_path):
     assert (tmp_path / "other.lock").is_dir() and (tmp_path / "db.sqlite.lock" / "keep").exists()
 
 
+def test_grants_are_spelled_as_docker_does_and_the_old_spelling_still_works(tmp_path, capsys):
+    from kiln.server import cli
+    (tmp_path / "data").mkdir()
+    ns = cli.parser("kiln serve").parse_args([
+        "--docroot", str(tmp_path), "--docroot-guest", "/srv", "--writable", "uploads",
+        "-v", f"{tmp_path / 'data'}:/data:ro", "-v", f"{tmp_path}:/rw", "--writable", f"{tmp_path}:/old"])
+    assert cli.mounts(ns, "kiln serve") == [
+        srv.Mount(tmp_path / "uploads", "/srv/uploads", True), srv.Mount(tmp_path, "/old", True),
+        srv.Mount(tmp_path / "data", "/data", False), srv.Mount(tmp_path, "/rw", True)]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"kiln serve: --writable {tmp_path}:/old is the old spelling of a grant: use -v {tmp_path}:/old "
+        "(Docker's HOST:GUEST[:ro], writable unless :ro)"]
+
+
 def test_missing_module_is_a_one_line_error_naming_the_doit_task(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_BUILD_OUTPUT", str(tmp_path))
     with pytest.raises(srv.KilnError) as info:

@@ -53,10 +53,13 @@ def _key_value(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _writable(spec: str, docroot: Path, docroot_guest: str) -> Mount:
-    """HOST:GUEST, or a folder relative to the docroot (granted at the same place inside it)."""
+def _writable(spec: str, docroot: Path, docroot_guest: str, label: str) -> Mount:
+    """A folder relative to the docroot, granted writable at the same place inside it; or the
+    old spelling of a grant, HOST:GUEST (now -v, as everywhere in Kiln)."""
     host, sep, guest = spec.rpartition(":")
     if sep and guest.startswith("/") and host:
+        print(f"{label}: --writable {spec} is the old spelling of a grant: use -v {spec} "
+              "(Docker's HOST:GUEST[:ro], writable unless :ro)", file=sys.stderr)
         return Mount(Path(host), guest, True)
     rel = [p for p in spec.split("/") if p not in ("", ".")]
     if not rel or ".." in rel or spec.startswith("/"):
@@ -80,8 +83,11 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
     which.add_argument("--native-cgi", type=Path, metavar="PATH",
                        help="run a native php-cgi instead (benchmarks; no sandbox)")
     p.add_argument("--flavour", default="default", help="flavour of --php (default: default)")
-    p.add_argument("--writable", action="append", default=[], metavar="HOST:GUEST|SUBDIR",
-                   help="grant a writable folder (repeatable); SUBDIR: a docroot subfolder")
+    p.add_argument("-v", "--volume", dest="volumes", action="append", default=[],
+                   type=cliargs.grant_type(), metavar="HOST:GUEST[:ro]",
+                   help="grant a host folder (repeatable; writable unless :ro), as docker run -v")
+    p.add_argument("--writable", action="append", default=[], metavar="SUBDIR",
+                   help="make a folder of the docroot writable, at its place (repeatable)")
     p.add_argument("--tmp", type=Path, metavar="DIR", help="host folder for /tmp "
                    "(default: a private one, removed at exit)")
     p.add_argument("--opcache-dir", type=Path, metavar="DIR",
@@ -123,6 +129,12 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
     return p
 
 
+def mounts(ns: argparse.Namespace, label: str) -> list[Mount]:
+    """The folders granted besides the docroot: --writable SUBDIR, then -v HOST:GUEST[:ro]."""
+    return [*(_writable(w, ns.docroot, ns.docroot_guest, label) for w in ns.writable),
+            *(Mount(v.host, v.guest, v.writable) for v in ns.volumes)]
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.server") -> int:
     p = parser(prog)
     ns = p.parse_args(argv)
@@ -148,7 +160,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.server")
         config = ServerConfig(
             docroot=ns.docroot, module=module, native_cgi=native, docroot_guest=ns.docroot_guest,
             host=ns.host, port=ns.port,
-            mounts=[_writable(w, ns.docroot, ns.docroot_guest) for w in ns.writable],
+            mounts=mounts(ns, label),
             tmp_dir=ns.tmp, opcache=not ns.no_opcache, opcache_dir=ns.opcache_dir,
             ini_file=ns.ini, ini=dict(ns.define), env=dict(ns.env),
             timeout=ns.timeout, max_body=ns.max_body, max_response=ns.max_response,
