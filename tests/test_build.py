@@ -159,6 +159,8 @@ def test_a_missing_toolchain_fails_with_one_line(tmp_path):
 def test_two_clean_builds_in_different_folders_are_byte_identical(php_builds):
     """SOURCE_DATE_EPOCH, no build paths, a pinned uname: the graph's own check must pass."""
     _, tasks, output, _ = doit("php_reproduce:8.2.32", env={"KILN_IMAGES": "off"})
-    assert tasks["php_reproduce:8.2.32"] == "success", output[-3000:]
+    # Up to date on a second run in the same build-output: its report then stands for the
+    # same inputs (on a fresh machine, CI's case, it runs).
+    assert tasks["php_reproduce:8.2.32"] in ("success", "up-to-date"), output[-3000:]
     report = json.loads((php_builds["8.2.32"].root / "reproduce.json").read_text())
     assert all(entry["identical"] for entry in report.values()), report
