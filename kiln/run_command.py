@@ -16,7 +16,7 @@ from typing import Sequence
 
 from . import cliargs
 from .errors import KilnError
-from .runner import EXIT_TIMEOUT, Preopen, RunResult, has_time_limits, load_cached, run
+from .runner import EXIT_TIMEOUT, Preopen, RunResult, has_time_limits, load_cached, run, start_guest_thread
 
 DESCRIPTION = """\
 Run a wasm32-wasi module once, in Wasmtime, the way Kiln runs PHP everywhere.
@@ -100,9 +100,6 @@ def unreachable_script(args: Sequence[str], preopens: Sequence[Preopen]) -> str 
     return None
 
 
-_WORKER_STACK = 16 << 20  # the wasm stack (max_wasm_stack, 2 MiB) plus host frames, with room
-
-
 def run_interruptible(work, cleanup=None, label: str = "kiln.runner"):
     """Run work(arm) in a worker thread and return its result (or raise its exception), while
     the main thread waits for SIGINT/SIGTERM and ends the process at once with 130/143; once
@@ -147,12 +144,7 @@ def run_interruptible(work, cleanup=None, label: str = "kiln.runner"):
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        old_size = threading.stack_size(_WORKER_STACK)
-        try:
-            worker = threading.Thread(target=target, name="kiln-run", daemon=True)
-        finally:
-            threading.stack_size(old_size)
-        worker.start()
+        worker = start_guest_thread(target, "kiln-run")
         while worker.is_alive():
             at = deadline.get("at")
             # Unarmed, look again every 50 ms (nothing to do but notice the arming).

@@ -73,7 +73,7 @@ finally:
 
 __all__ = [
     "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS", "engine_settings",
-    "time_limits_available", "limit", "has_time_limits", "deserialize_file",
+    "time_limits_available", "limit", "has_time_limits", "deserialize_file", "start_guest_thread",
     "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
     "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
     "load_module", "load_cached", "run", "main",
@@ -189,6 +189,24 @@ def deserialize_file(path: str | os.PathLike, time_limits: bool) -> wasmtime.Mod
     module = wasmtime.Module.deserialize_file(engine, str(path))
     _module_engines[module] = engine
     return module
+
+
+GUEST_THREAD_STACK = 16 << 20  # the wasm stack (max_wasm_stack, 2 MiB) plus host frames, with room
+_stack_size_lock = threading.Lock()
+
+
+def start_guest_thread(target, name: str) -> threading.Thread:
+    """Start a daemon thread with room for a guest's stack: Wasmtime runs wasm on the calling
+    thread's own stack. The size applies to threads started while it is set (start(), not the
+    Thread object's creation), so it is set around start()."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    with _stack_size_lock:  # one size change at a time
+        old_size = threading.stack_size(GUEST_THREAD_STACK)
+        try:
+            thread.start()
+        finally:
+            threading.stack_size(old_size)
+    return thread
 
 
 def has_time_limits(module: wasmtime.Module) -> bool:

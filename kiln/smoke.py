@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import tempfile
-import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,6 @@ def parse_cgi(stdout: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 CHECK_LIMIT = 60.0  # seconds; a check that takes longer has failed
-_CHECK_STACK = 16 << 20  # the wasm stack (2 MiB) plus host frames, as kiln run's worker thread
 
 
 def _run_within(limit: float, module: Path, argv: list[str], **options) -> runner.RunResult | None:
@@ -74,12 +72,7 @@ def _run_within(limit: float, module: Path, argv: list[str], **options) -> runne
         except BaseException as exc:  # handed to the caller below
             outcome["error"] = exc
 
-    old_size = threading.stack_size(_CHECK_STACK)
-    try:
-        worker = threading.Thread(target=target, name="kiln-smoke-check", daemon=True)
-    finally:
-        threading.stack_size(old_size)
-    worker.start()
+    worker = runner.start_guest_thread(target, "kiln-smoke-check")
     worker.join(limit)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
