@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln import atomic
+from kiln import atomic, runner
 from kiln.pool import fastcgi
 from kiln.pool.locks import StaleLocks
 from kiln.runner import Preopen
@@ -316,6 +316,10 @@ class Pool:
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
     def start(self) -> "Pool":
+        # A .wasm is compiled here, once, into the module cache the workers load from: compiled
+        # by each worker instead, inside its first request's time limit, a slow compile would
+        # end in a 504 and a replacement that starts compiling again.
+        runner.load_cached(self.config.module)
         for slot in range(self.config.workers):
             self._idle.put(self._spawn(slot))
         for address in self.config.listen:
