@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -167,6 +168,15 @@ def main():
     print(text)
     write_section("Task graph", f"`bench/graph.py`, {time.strftime('%Y-%m-%d')}, "
                   f"{os.cpu_count()} cores, KILN_JOBS={settings.jobs()}:\n\n{text}\n")
+
+
+def cpu_model() -> str:
+    """The CPU's name, for the line that says where a table was measured."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def write_section(title: str, body: str) -> None:

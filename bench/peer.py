@@ -72,14 +72,6 @@ def kiln_command(module: Path, zend: Path, script: str) -> float:
     return seconds
 
 
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
-
-
 def table(results: dict) -> str:
     lines = ["| script | native `php -n` | Kiln, `python -m kiln.runner` | Kiln, in process "
              "| peer, `node bench/peer.mjs` | peer, script alone | Kiln command / peer |",
@@ -138,7 +130,7 @@ def main() -> None:
     print(out)
     if ns.no_docs:
         return
-    from graph import write_section
+    from graph import cpu_model, write_section
     wasmtime_version = runner._wasmtime_version()
     body = (f"`bench/peer.py --rounds {ns.rounds}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{cpu_model()} ({os.cpu_count()} cores, {platform.machine()}), load average "

@@ -16,23 +16,23 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from kiln import wordpress  # noqa: E402
 from kiln.layout import Build  # noqa: E402
+import server as server_bench  # noqa: E402  (bench/server.py)
+from graph import cpu_model  # noqa: E402
 from nginx import Nginx, free_port  # noqa: E402
 
 MODULE = Build("php", "8.2.32", "wordpress").module("php-cgi", aot=True)   # KILN_BUILD_OUTPUT too
@@ -51,33 +51,9 @@ def wait_for(path: Path, proc: subprocess.Popen, what: str) -> None:
 
 
 def batch(port: int, path: str, requests: int, concurrency: int) -> tuple[float, float]:
-    """(mean latency s, requests/s) over `requests` requests from `concurrency` connections."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    todo = iter(range(requests))
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        while True:
-            with lock:
-                if next(todo, None) is None:
-                    return
-            started = time.perf_counter()
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                sys.exit(f"bench/pool.py: {path} answered {response.status}")
-            with lock:
-                latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return statistics.mean(latencies), requests / (time.perf_counter() - started)
+    """(mean latency, requests/s) of bench/server.py's keep-alive client batch."""
+    seconds, latencies = server_bench.batch(port, path, requests, concurrency)
+    return statistics.mean(latencies), requests / seconds
 
 
 def rss_mib(pids: list[int]) -> float:
@@ -193,9 +169,7 @@ def main() -> int:
             p.terminate()
             p.wait(timeout=20)
         shutil.rmtree(state, ignore_errors=True)
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} x {cpu}, load before/after "
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} x {cpu_model()}, load before/after "
           f"{os.getloadavg()[0]:.2f}; {ns.rounds} rounds x {ns.requests} requests, {ns.workers} workers each\n")
     print("| page | c | server | mean latency | req/s | latency vs php-fpm |")
     print("|---|---:|---|---:|---:|---:|")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -84,15 +83,13 @@ def main() -> int:
         ratios = [f"{median[n][call] / median['native'][call]:.0f}x" for n in variants if n != "native"]
         lines.append(f"| {what} | " + " | ".join(cells + ratios) + " |")
     table = "\n".join(lines)
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
+    from graph import cpu_model, write_section
     body = (f"`bench/wasi_fs.py --rounds {ns.rounds}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{os.cpu_count()} x {cpu}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
+            f"{os.cpu_count()} x {cpu_model()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
             f"Native: `{ns.native} -n`; kiln: `python -m kiln.runner {ns.module.name}` "
             f"({ns.module.parent.parent.name}); medians per call.\n\n{table}\n")
     print(body)
     if not ns.no_docs:
-        from graph import write_section
         write_section("WASI file-system calls", body + "\n" + DOC_NOTE)
     return 0
 
