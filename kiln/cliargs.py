@@ -78,31 +78,41 @@ def env_pair(spec: str) -> tuple[str, str]:
     return name, value
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds above 0")
-    return value
+def number(kind, minimum, what: str, above: bool = False, unit: str = ""):
+    """An argparse type: a finite number of `kind` (int, float), at least `minimum` (above it
+    when `above`). Errors: "'x' is not WHAT", "x must be UNIT above 0" (or "0 or more")."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value != value or value in (float("inf"), float("-inf")) or \
+                (value <= minimum if above else value < minimum):
+            bound = f"above {minimum:g}" if above else f"{minimum:g} or more"
+            raise argparse.ArgumentTypeError(f"{text} must be {unit}{bound}")
+        return value
+    convert.__name__ = what
+    return convert
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be above 0")
-    return value
+positive_float = number(float, 0, "a number", above=True, unit="a number of seconds ")
+positive_int = number(int, 0, "a whole number", above=True)
 
 
-def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535)")
-    return value
+def port_type(any_free: bool = False):
+    """An argparse type: a TCP port, 1-65535 (or 0, "any free port", when `any_free`)."""
+    lowest, span = (0, "1-65535, or 0: any free port") if any_free else (1, "1-65535")
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+        if not lowest <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"{text} is not a port number ({span})")
+        return value
+    convert.__name__ = "port"
+    return convert
+
+
+port = port_type()

@@ -81,8 +81,8 @@ class PoolBackend:
                  log: Callable[[str], None]):
         self.path = Path(module)
         self.max_output = max_output
-        # Also compiles a .wasm here, once, into the module cache: the workers, all starting
-        # at once, then map it instead of each compiling it inside its first request's limit.
+        # The pool compiles a .wasm once into the module cache before its workers start; this
+        # check loads it from there first, so that compile happens here.
         check_php_cgi(self.path)
         self.pool = Pool(PoolConfig(module=self.path, preopens=list(preopens), listen=[],
                                     workers=workers, request_terminate_timeout=timeout or 0,

@@ -20,32 +20,6 @@ def _size(text: str) -> int:
     return int(match.group(1)) * {"": 1, "k": 1024, "m": MiB, "g": 1024 * MiB}[match.group(2).lower()]
 
 
-def _number(kind, minimum, what: str, above: bool = False):
-    """An argparse type: a number of `kind`, at least `minimum` (above it when `above`)."""
-    def convert(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value != value or value in (float("inf"), float("-inf")) or \
-                (value <= minimum if above else value < minimum):
-            bound = f"above {minimum:g}" if above else f"{minimum:g} or more"
-            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
-        return value
-    convert.__name__ = what
-    return convert
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535, or 0: any free port)")
-    return value
-
-
 def _key_value(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -76,7 +50,7 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
     p.add_argument("--docroot-guest", default=DEFAULT_DOCROOT_GUEST, metavar="PATH",
                    help=f"where PHP sees it (default {DEFAULT_DOCROOT_GUEST})")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8080, help="0: any free port")
+    p.add_argument("--port", type=cliargs.port_type(any_free=True), default=8080, help="0: any free port")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--php", metavar="VERSION", help="use build-output's php-cgi of VERSION")
     which.add_argument("--module", type=Path, help="php-cgi .wasm or .cwasm to run")
@@ -100,15 +74,15 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
                    metavar="NAME=VALUE", help="php.ini setting (repeatable)")
     p.add_argument("--env", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
                    help="extra guest environment variable (repeatable)")
-    p.add_argument("--timeout", type=_number(float, 0, "a number of seconds", above=True), default=30.0, metavar="S",
+    p.add_argument("--timeout", type=cliargs.number(float, 0, "a number of seconds", above=True), default=30.0, metavar="S",
                    help="wall-clock limit per script, answered with 504 (default 30)")
     p.add_argument("--max-body", type=_size, default=64 * MiB, metavar="BYTES",
                    help="request body cap, answered with 413 (default 64M)")
     p.add_argument("--max-response", type=_size, default=256 * MiB, metavar="BYTES",
                    help="script output cap, answered with 502 (default 256M)")
-    p.add_argument("--memory", type=_number(int, 0, "a whole number of MB"), default=512, metavar="MB",
+    p.add_argument("--memory", type=cliargs.number(int, 0, "a whole number of MB"), default=512, metavar="MB",
                    help="linear memory cap per instance (default 512; 0: none)")
-    p.add_argument("--workers", type=_number(int, 0, "a whole number"), default=0, metavar="N",
+    p.add_argument("--workers", type=cliargs.number(int, 0, "a whole number"), default=0, metavar="N",
                    help="scripts running at once (default: 2 x cores, at least 4)")
     p.add_argument("--front-controller", default="/index.php", metavar="PATH",
                    help="script for paths that do not exist (default /index.php; 'none' for 404)")
@@ -116,10 +90,10 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
                    help="behind a proxy: honour X-Forwarded-Proto/-For/-Host/-Port")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
-    p.add_argument("--cron-interval", type=_number(float, 0, "a number of seconds", above=True), metavar="S",
+    p.add_argument("--cron-interval", type=cliargs.number(float, 0, "a number of seconds", above=True), metavar="S",
                    help="run GET --cron-path internally every S seconds (wp-cron)")
     p.add_argument("--cron-path", default="/wp-cron.php")
-    p.add_argument("--grace", type=_number(float, 0, "a number of seconds"), default=10.0, metavar="S",
+    p.add_argument("--grace", type=cliargs.number(float, 0, "a number of seconds"), default=10.0, metavar="S",
                    help="on SIGTERM/SIGINT, wait this long for running requests (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.add_argument("--isolation", choices=list(ISOLATIONS),
