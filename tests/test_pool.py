@@ -177,6 +177,40 @@ def test_n_slow_requests_on_n_workers_run_side_by_side(served):
     print(f"two 1-second requests on two workers: {took:.2f} s")
 
 
+def _thread_cpus(pid: int) -> list[set[int]]:
+    """The CPU set of each thread of a process (Wasmtime's blocking-pool threads included)."""
+    return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def test_each_worker_and_its_threads_run_on_one_cpu_unless_told_otherwise(module, docroot):
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = pool_process(module, docroot, workers=2)
+    free = PoolProcess(module, docroot, ["--workers", "1", "--no-cpu-affinity"])
+    try:
+        nginx = Nginx(docroot, pinned.socket)
+        try:
+            for _ in range(4):   # PHP's file-system calls start Wasmtime's blocking-pool threads
+                assert get(nginx, "/index.php").status_code == 200
+        finally:
+            nginx.stop()
+        deadline = time.monotonic() + 30
+        while True:             # both workers up to their threads (the idle one may still start)
+            sets = [_thread_cpus(pid) for pid in pinned.workers()]
+            if len(sets) == 2 and all(len(threads) > 1 for threads in sets):
+                break
+            assert time.monotonic() < deadline, sets
+            time.sleep(0.2)
+        chosen = [threads[0] for threads in sets]
+        assert all(threads == [chosen[i]] * len(threads) for i, threads in enumerate(sets))
+        assert sorted(min(c) for c in chosen) == sorted(cpus[i % len(cpus)] for i in range(2))
+        assert all(len(c) == 1 for c in chosen)
+        (unpinned,) = free.workers()
+        assert all(c == set(cpus) for c in _thread_cpus(unpinned))
+    finally:
+        free.stop()
+        pinned.stop()
+
+
 def test_keep_alive_connections_from_nginx(module, docroot):
     pool = pool_process(module, docroot, workers=1)
     nginx = Nginx(docroot, pool.tcp, keep_conn=True)
