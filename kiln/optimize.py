@@ -33,6 +33,7 @@ _FEATURE_FLAGS = {
     "sign_ext": ["--enable-sign-ext"],
     "mutable_globals": ["--enable-mutable-globals"],
     "nontrapping_fptoint": ["--enable-nontrapping-float-to-int"],
+    "tail_call": ["--enable-tail-call"],
 }
 
 

@@ -18,7 +18,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # PHP's VM dispatch kinds a build may ask zend_vm_gen.php for. CALL is what the release ships
 # (generated HYBRID, which is CALL without GCC global registers, as on wasm).
-VM_KINDS = ("CALL", "SWITCH", "GOTO")
+VM_KINDS = ("CALL", "SWITCH", "GOTO", "TAILCALL")
 
 
 @dataclass(frozen=True)

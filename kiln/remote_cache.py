@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from . import atomic, library, oci, settings, toolchain
+from . import atomic, library, oci, settings, tailcall_vm, toolchain
 from .errors import KilnError
 from .fetch import file_sha256
 from .layout import Build
@@ -42,6 +42,8 @@ def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
                      if recipe.regenerates_configure(build.version, build.flavour) else None),
         "make_targets": recipe.settings.get("make_targets", []),
         "vm": [vm.kind, list(vm.execute_cflags)],
+        # The TAILCALL VM is Kiln's rewrite of the generated one: its code is an input too.
+        "tailcall_vm": tailcall_vm.tool().digest if vm.kind == "TAILCALL" else None,
         "outputs": recipe.outputs,
         "toolchain": tools.identity(),
         "epoch": settings.source_date_epoch(),

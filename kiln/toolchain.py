@@ -21,7 +21,9 @@ WASI_SDK_MINIMUM = 24
 
 # What PHP's setjmp/longjmp needs (WebAssembly exception handling, the new
 # encoding that Wasmtime accepts) and the baseline features every module uses.
-WASM_FEATURES = "-mcpu=generic+exception_handling+bulk_memory+sign_ext+mutable_globals+nontrapping_fptoint"
+# Tail calls (return_call) carry the TAILCALL VM from one opcode handler to the next.
+WASM_FEATURES = ("-mcpu=generic+exception_handling+bulk_memory+sign_ext+mutable_globals+nontrapping_fptoint"
+                 "+tail_call")
 SJLJ = ["-mllvm", "-wasm-enable-sjlj", "-mllvm", "-wasm-use-legacy-eh=false"]
 # wasi-libc's emulations of mmap, signals, process clocks and getpid.
 EMULATED = ["mman", "signal", "process-clocks", "getpid"]

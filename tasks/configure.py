@@ -8,7 +8,7 @@ import shutil
 
 from doit.tools import config_changed
 
-from kiln import atomic, library, patching, process, settings, templating, toolchain
+from kiln import atomic, library, patching, process, settings, tailcall_vm, templating, toolchain
 from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
@@ -44,6 +44,7 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
         execute_cflags=vm.execute_cflags,
         flavour_cflags=recipe.check_flavour(build.flavour).cflags,
         vm_files=VM_FILES,
+        tailcall=tailcall_vm.tool(),
         epoch=settings.source_date_epoch(),
         autoconf=autoconf,
     )

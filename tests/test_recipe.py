@@ -179,7 +179,7 @@ def test_the_vm_kind_follows_release_ranges_and_flavours(tmp_path):
 @pytest.mark.parametrize(
     "change, message, line",
     [
-        (('kind = "SWITCH"', 'kind = "JIT"'), r"kind must be one of CALL, SWITCH, GOTO, not 'JIT'", 42),
+        (('kind = "SWITCH"', 'kind = "JIT"'), r"kind must be one of CALL, SWITCH, GOTO, TAILCALL, not 'JIT'", 42),
         (('kind = "SWITCH"', 'kind = "switch"'), r"not 'switch'", 42),
         (('when = "@8.2:"\nkind', 'when = "8.2:"\nkind'), "must start with '@'", 41),
         (('flavours = ["wordpress"]', 'flavours = ["wp"]'), r"unknown flavour 'wp'", 46),
@@ -203,7 +203,7 @@ def test_a_bad_vm_kind_names_file_and_line(tmp_path, change, message, line):
 def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key():
     import dataclasses
 
-    from kiln import remote_cache, toolchain
+    from kiln import remote_cache, tailcall_vm, toolchain
     from kiln.layout import Build
     from tasks import configure
 
@@ -217,8 +217,12 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
         scripts[kind] = configure.render_script(build, tools, changed)
         keys[kind] = remote_cache.key(build, changed, tools)
     # The script text is what php_configure tracks (config_changed): another kind reconfigures.
-    assert len(set(scripts.values())) == len(keys) == len(set(keys.values())) == 3
+    assert len(set(scripts.values())) == len(keys) == len(set(keys.values())) == len(recipe.VM_KINDS)
     assert "zend_vm_gen.php --with-vm-kind=SWITCH" in scripts["SWITCH"]
+    # TAILCALL is the CALL VM rewritten by Kiln: the script names the rewrite's digest.
+    assert "zend_vm_gen.php --with-vm-kind=CALL" in scripts["TAILCALL"]
+    assert "-m kiln.tailcall_vm Zend/zend_vm_execute.h" in scripts["TAILCALL"]
+    assert tailcall_vm.tool().digest in scripts["TAILCALL"]
     assert "zend_vm_gen.php" not in scripts["CALL"]
     # Flags for zend_execute.c alone, through a target-specific variable; named first in the make.
     flagged = dataclasses.replace(php, vm_kinds=(recipe.VmKind(kind="SWITCH", execute_cflags=("-w",)),))
@@ -251,12 +255,14 @@ def test_a_flavours_cflags_reach_its_script_and_its_cache_key():
     assert remote_cache.key(build, php, tools) != remote_cache.key(build, small, tools)
 
 
-def test_only_fast_and_wordpress_pay_for_a_generated_vm():
-    """A generated VM costs ~15 CPU-minutes and 10.9 GiB per cold build (docs/benchmarks.md):
-    CI affords it once, for wordpress (whose front page is PHP execution once OPcache stays in
-    a pool worker's memory); default and small stay CALL, `fast` is built nightly."""
+def test_every_build_gets_a_fast_vm_and_only_fast_and_wordpress_pay_for_goto():
+    """GOTO costs ~15 CPU-minutes and 10.9 GiB per cold build (docs/benchmarks.md): CI affords
+    it once, for wordpress (whose front page is PHP execution once OPcache stays in a pool
+    worker's memory); `fast` is built nightly; every other build, 7.4 included, gets the
+    tail-calling VM, which compiles in seconds."""
     php = recipe.language("php")
     kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
-    assert kinds == {"default": "CALL", "small": "CALL", "fast": "GOTO", "wordpress": "GOTO"}
+    assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO"}
+    assert php.vm_kind("7.4.33", "default") == "TAILCALL"
     assert php.vm("8.2.32", "fast").execute_cflags == ("-w",)
     assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
