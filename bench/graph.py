@@ -184,13 +184,18 @@ def write_section(title: str, body: str) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nLatest results of the scripts in bench/.\n"
     marker = f"## {title}\n"
+    body = body.strip("\n") + "\n"
     if marker in text:
         head, _, rest = text.partition(marker)
         tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = head + marker + "\n" + body + tail
+        # One blank line before the next section, however the body ends.
+        text = head + marker + "\n" + body + ("\n" + tail.lstrip("\n") if tail else "")
     else:
         text = text.rstrip() + "\n\n" + marker + "\n" + body
-    path.write_text(text)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from kiln import atomic
+    atomic.write_text(path, text)
 
 
 if __name__ == "__main__":
