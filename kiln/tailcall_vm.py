@@ -16,6 +16,7 @@ fails here with the reason instead of compiling into a wrong VM:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 import sys
@@ -61,6 +62,7 @@ class Tool:
     digest: str
 
 
+@functools.cache  # read for every build's script and cache key; the files do not change mid-run
 def tool() -> Tool:
     files = [Path(__file__), *sorted((settings.TEMPLATES / "tailcall-vm").glob("*.j2"))]
     digest = hashlib.sha256()
