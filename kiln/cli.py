@@ -40,20 +40,23 @@ examples:
 
 # command words -> (module, prog shown in its usage and errors)
 COMMANDS = {
-    ("run",): ("kiln.runner", "kiln run"),
+    # Not kiln.runner: its import loads wasmtime-py, which a run on the command line never uses.
+    ("run",): ("kiln.run_command", "kiln run"),
     ("serve",): ("kiln.server", "kiln serve"),
     ("image", "run"): ("kiln.shimrun", "kiln image run"),
 }
 
 
 def _version() -> str:
-    from importlib import metadata
+    from . import engine, wasmtime_cli
+    from .errors import KilnError
 
     try:
-        wasmtime = metadata.version("wasmtime")
-    except metadata.PackageNotFoundError:
-        wasmtime = "not installed"
-    return f"kiln {__version__} (wasmtime-py {wasmtime})"
+        cli = f"Wasmtime {wasmtime_cli.version()} from {wasmtime_cli.PACKAGE} {wasmtime_cli.package_version()}"
+    except (KilnError, OSError) as e:
+        cli = f"not usable: {e}"
+    return (f"kiln {__version__} (wasmtime-py {engine.wasmtime_py_version()} in process; "
+            f"command line: {cli})")
 
 
 def _fail(message: str) -> int:

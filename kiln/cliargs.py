@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import KilnError
-from .runner import Preopen
+from .engine import Preopen
 
 EXIT_USAGE = 2
 

@@ -40,13 +40,11 @@ from __future__ import annotations
 import argparse
 import atexit
 import ctypes
-import functools
 import gc
 import hashlib
 import itertools
 import json
 import os
-import platform
 import stat
 import sys
 import threading
@@ -66,6 +64,8 @@ try:
     from wasmtime import _ffi as _wasmtime_ffi  # raw C API: proc_exit callback, stdin bytes
 
     from kiln import settings
+    from kiln.engine import (ENGINE_SETTINGS, EXIT_TIMEOUT, EXIT_TRAP, Preopen, engine_fingerprint,
+                             engine_settings, fingerprint_of, machine, wasmtime_py_version)
     from kiln.errors import KilnError
 finally:
     if _gc_was_enabled:
@@ -79,21 +79,6 @@ __all__ = [
     "load_module", "load_cached", "run", "main",
 ]
 
-EXIT_TIMEOUT = 124  # wall-clock limit reached (same value as coreutils `timeout`)
-EXIT_TRAP = 134     # wasm trapped for a reason other than exiting (128 + SIGABRT)
-
-# Engine settings that change generated code, hence what a precompiled artifact contains.
-# Any change here changes engine_fingerprint(), which invalidates every artifact.
-ENGINE_SETTINGS: dict[str, object] = {
-    "wasm_exceptions": True,             # PHP's zend_try/zend_bailout (setjmp/longjmp)
-    "cranelift_opt_level": "speed",      # "none" measured 7-28% slower on PHP
-    "max_wasm_stack": 2 * 1024 * 1024,   # deep recursion in PHP; >2 MiB crashed Python
-    # Wall-clock limits inside the guest: checks compiled into every function entry and loop
-    # back-edge (bench.php 30% slower with the GOTO VM). Off unless KILN_TIME_LIMITS=on, or a
-    # caller asks for an engine with them (kiln.server's instance-per-request mode); the
-    # worker pool and the command line stop a guest from outside instead.
-    "epoch_interruption": False,
-}
 
 EPOCH_TICK_SECONDS = 0.01  # the ticker bumps the engine epoch this often
 _NO_DEADLINE_TICKS = 1 << 48  # runs without a timeout: ~89,000 years of 10 ms ticks
@@ -115,28 +100,10 @@ class StaleArtifactError(RunnerError):
 # Engine
 
 
-@functools.lru_cache(maxsize=None)
-def _wasmtime_version() -> str:
-    """The installed wasmtime package's version (every stage's task generator asks for the
-    fingerprint, and so does every run of a precompiled artifact)."""
-    # From the .dist-info folder beside the package this process imported: importlib.metadata
-    # gives the same answer, but importing it (email, zipfile, csv...) was a quarter of
-    # `python -m kiln.runner`'s start-up (docs/benchmarks.md, "Start-up").
-    site = os.path.dirname(os.path.dirname(os.path.realpath(wasmtime.__file__)))
-    found = [name[len("wasmtime-"):-len(".dist-info")] for name in os.listdir(site)
-             if name.startswith("wasmtime-") and name.endswith(".dist-info")]
-    if len(found) == 1:
-        return found[0]
-    import importlib.metadata  # an egg, an odd layout, or several versions side by side
-    return importlib.metadata.version("wasmtime")
-
-
-def engine_settings(time_limits: bool | None = None) -> dict[str, object]:
-    """ENGINE_SETTINGS for an engine with or without epoch checks; None: what Kiln compiles
-    by default (KILN_TIME_LIMITS, off unless set on)."""
-    if time_limits is None:
-        time_limits = settings.time_limits()
-    return {**ENGINE_SETTINGS, "epoch_interruption": bool(time_limits)}
+# The engine's facts (settings, fingerprint, version) live in kiln/engine.py, which imports no
+# Wasmtime; they are re-exported here for the callers that always used them from the runner.
+_wasmtime_version = wasmtime_py_version
+_fingerprint = fingerprint_of
 
 
 def time_limits_available() -> bool:
@@ -148,18 +115,6 @@ def limit(seconds: float) -> float | None:
     """A safety limit for Kiln's own in-process runs (smoke checks, benchmarks): `seconds` when
     the artifacts have epoch checks (KILN_TIME_LIMITS=on), else none."""
     return seconds if time_limits_available() else None
-
-
-def _fingerprint(wasmtime_version: str, engine: Mapping[str, object], machine: str) -> str:
-    key = json.dumps({"wasmtime": wasmtime_version, "settings": dict(engine), "machine": machine},
-                     sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def engine_fingerprint(time_limits: bool | None = None) -> str:
-    """Short stable hash of everything a precompiled artifact depends on."""
-    # Artifacts are native code: never share them across CPU architectures.
-    return _fingerprint(_wasmtime_version(), engine_settings(time_limits), platform.machine())
 
 
 _engines: dict[bool, wasmtime.Engine] = {}
@@ -279,7 +234,7 @@ def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike,
         # What the fingerprint hashes, so a mismatch can say which setting differs (and
         # load_module picks the engine with or without epoch checks from it).
         "settings": engine_settings(time_limits),
-        "machine": platform.machine(),
+        "machine": machine(),
         "source_sha256": _sha256_file(wasm_path),
         "size": len(data),
     }
@@ -313,8 +268,8 @@ def _engine_difference(meta: dict, time_limits: bool) -> tuple[str, str]:
     if meta.get("wasmtime") != _wasmtime_version():
         return (f"precompiled by wasmtime-py {meta.get('wasmtime')}, this is {_wasmtime_version()}",
                 f"run the .wasm instead, or {rebuild}")
-    if meta.get("machine", platform.machine()) != platform.machine():
-        return (f"precompiled on {meta['machine']}, this machine is {platform.machine()}",
+    if meta.get("machine", machine()) != machine():
+        return (f"precompiled on {meta['machine']}, this machine is {machine()}",
                 f"run the .wasm instead, or {rebuild} here")
     here, there = engine_settings(time_limits), meta.get("settings")
     if isinstance(there, dict):
@@ -450,14 +405,6 @@ def load_cached(path: str | os.PathLike, need_time_limits: bool = False) -> wasm
 
 # ---------------------------------------------------------------------------------------------
 # Running
-
-
-@dataclass(frozen=True)
-class Preopen:
-    """Grant the guest access to host directory `host`, visible at `guest`."""
-    host: Path
-    guest: str
-    writable: bool = False
 
 
 @dataclass

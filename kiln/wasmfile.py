@@ -9,6 +9,7 @@ from __future__ import annotations
 
 MAGIC = b"\0asm\x01\0\0\0"
 CUSTOM = 0
+IMPORT = 2
 EXPORT = 7
 
 
@@ -102,4 +103,54 @@ def keep_exports(data: bytes, keep: set[str]) -> bytes:
             raw = name.encode("utf-8")
             body += _uleb128(len(raw)) + raw + bytes([kind]) + _uleb128(index)
         out.append(bytes([EXPORT]) + _uleb128(len(body)) + bytes(body))
+    return b"".join(out)
+
+
+def _skip_limits(data: bytes, offset: int) -> int:
+    flags = data[offset]
+    _, offset = _leb128(data, offset + 1)
+    if flags & 1:  # a maximum follows
+        _, offset = _leb128(data, offset)
+    return offset
+
+
+def rename_import(data: bytes, module: str, name: str, new_module: str, new_name: str) -> bytes:
+    """The module with import `module.name` taken from `new_module.new_name` instead, every
+    other byte unchanged (the import keeps its index and type, so no call site changes).
+    Unchanged when the module has no such import."""
+    out = [MAGIC]
+    for section_id, _, start, end in sections(data):
+        if section_id != IMPORT:
+            out.append(data[start:end])
+            continue
+        _, offset = _leb128(data, start + 1)
+        count, offset = _leb128(data, offset)
+        body = bytearray(_uleb128(count))
+        for _ in range(count):
+            fields = []
+            for _ in range(2):
+                length, offset = _leb128(data, offset)
+                fields.append(data[offset:offset + length].decode("utf-8"))
+                offset += length
+            desc_start, kind = offset, data[offset]
+            offset += 1
+            if kind in (0, 4):      # function: type index; tag: attribute, type index
+                offset = _leb128(data, offset + (kind == 4))[1]
+            elif kind == 1:         # table: reference type, limits
+                offset = _skip_limits(data, offset + 1)
+            elif kind == 2:         # memory: limits
+                offset = _skip_limits(data, offset)
+            elif kind == 3:         # global: value type, mutability
+                offset += 2
+            else:
+                raise ValueError(f"unknown import kind {kind}")
+            if fields == [module, name] and kind == 0:
+                fields = [new_module, new_name]
+            for text in fields:
+                raw = text.encode("utf-8")
+                body += _uleb128(len(raw)) + raw
+            body += data[desc_start:offset]
+        if offset != end:
+            raise ValueError("malformed import section")
+        out.append(bytes([IMPORT]) + _uleb128(len(body)) + bytes(body))
     return b"".join(out)

