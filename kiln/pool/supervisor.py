@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln import atomic, runner
+from kiln import atomic, runner, settings, wasmtime_cli
+from kiln.engine import Preopen
 from kiln.pool import fastcgi
 from kiln.pool.locks import StaleLocks
-from kiln.runner import Preopen
 
 MiB = 1024 * 1024
 
@@ -45,9 +45,10 @@ class PoolConfig:
     # Host folders where SQLite dot-file locks a killed worker left are cleared (kiln.pool.locks);
     # empty: none (kiln.server clears them itself when it runs the pool).
     stale_lock_roots: list[Path] = field(default_factory=list)
-    # Each worker on one CPU of this process's set, round robin. Wasmtime's C API hands every
+    # Each worker on one CPU of this process's set, round robin. On the Wasmtime command line a
+    # worker and its runtime's threads stay on one CPU; in process, Wasmtime's C API hands every
     # WASI file-system call to a thread pool and waits (docs/benchmarks.md, "WASI file-system
-    # calls"); with the worker and those threads on one CPU the hand-off does not cross cores.
+    # calls"), and with the worker and those threads on one CPU the hand-off does not cross cores.
     cpu_affinity: bool = True
 
 
@@ -101,12 +102,7 @@ class Pool:
         self.config = config
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._state = Path(tempfile.mkdtemp(prefix="kiln-pool-"))
-        self._worker_config = self._state / "worker.json"
-        atomic.write_text(self._worker_config, json.dumps({
-            "module": str(config.module), "args": config.args, "env": config.env,
-            "max_requests": config.max_requests, "memory_limit": config.memory_limit,
-            "preopens": [{"host": str(p.host), "guest": p.guest, "writable": p.writable}
-                         for p in config.preopens]}))
+        self._worker_config = self._state / "worker.json"   # written by start()
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._all: set[Worker] = set()
         self._lock = threading.Lock()
@@ -315,11 +311,29 @@ class Pool:
                 return
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
+    def _cli_artifact(self) -> Path | None:
+        """The Wasmtime command line's artifact for the module (compiled once into KILN_CACHE),
+        or None when the workers must run it in process (KILN_ENGINE=in-process, no usable
+        binary, read-only grants without Landlock, an artifact only wasmtime-py takes)."""
+        if settings.engine() == "in-process" or not wasmtime_cli.available() \
+                or not wasmtime_cli.can_confine(self.config.preopens):
+            return None
+        return wasmtime_cli.artifact(self.config.module)
+
     def start(self) -> "Pool":
-        # A .wasm is compiled here, once, into the module cache the workers load from: compiled
+        # The module is compiled here, once, into the cache the workers load from: compiled
         # by each worker instead, inside its first request's time limit, a slow compile would
         # end in a 504 and a replacement that starts compiling again.
-        runner.load_cached(self.config.module)
+        cli = self._cli_artifact()
+        if cli is None:
+            runner.load_cached(self.config.module)
+        config = self.config
+        atomic.write_text(self._worker_config, json.dumps({
+            "module": str(config.module), "cli_artifact": str(cli) if cli else None,
+            "args": config.args, "env": config.env,
+            "max_requests": config.max_requests, "memory_limit": config.memory_limit,
+            "preopens": [{"host": str(p.host), "guest": p.guest, "writable": p.writable}
+                         for p in config.preopens]}))
         for slot in range(self.config.workers):
             self._idle.put(self._spawn(slot))
         for address in self.config.listen:
