@@ -1,12 +1,18 @@
 """`kiln run` (and `python -m kiln.runner`): run one wasm32-wasi module from the command line.
 
-kiln/runner.py does the running; this module turns a command line into one run(): grants,
-checks that give one-line errors before anything is compiled, and Ctrl-C/SIGTERM handling.
+This module turns a command line into one run: grants, checks that give one-line errors before
+anything is compiled, exit statuses, and Ctrl-C/SIGTERM handling. The run itself is a
+`wasmtime run` process of the Wasmtime command line (kiln/wasmtime_cli.py) when it can take
+the module and keep every grant's meaning: ten times sooner started than wasmtime-py
+(docs/benchmarks.md), which is not even imported then. Otherwise (KILN_ENGINE=in-process, a
+module or artifact only wasmtime-py takes, read-only grants on a kernel without Landlock) it
+is kiln/runner.py's run(), in this process.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
@@ -14,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import cliargs
+from . import cliargs, settings
+from .engine import EXIT_TIMEOUT, Preopen
 from .errors import KilnError
-from .runner import EXIT_TIMEOUT, Preopen, RunResult, has_time_limits, load_cached, run, start_guest_thread
 
 DESCRIPTION = """\
 Run a wasm32-wasi module once, in Wasmtime, the way Kiln runs PHP everywhere.
@@ -142,6 +148,8 @@ def run_interruptible(work, cleanup=None, label: str = "kiln.runner"):
     def stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
         end(128 + signum)
 
+    from .runner import start_guest_thread
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         worker = start_guest_thread(target, "kiln-run")
@@ -191,8 +199,20 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
     memory = ns.memory * 1024 * 1024 if ns.memory else None
     sys.stdout.flush()  # the guest writes straight to fd 1 and 2
     sys.stderr.flush()
+    try:
+        settings.time_limits()  # a bad KILN_TIME_LIMITS is an error whichever engine runs
+        artifact = _cli_artifact(ns.module, ns.grants)
+    except KilnError as e:
+        print(f"{label}: {e}", file=sys.stderr)
+        return cliargs.EXIT_USAGE
+    if artifact is not None:
+        from . import wasmtime_cli
 
-    def work(arm) -> RunResult:
+        command = wasmtime_cli.command(artifact, argv, dict(ns.env), ns.grants, memory)
+        return run_process(command, ns.grants, ns.timeout, label)
+    from .runner import has_time_limits, load_cached, run
+
+    def work(arm):
         module = load_cached(ns.module)
         # With epoch checks the guest stops itself at the deadline; without (the default),
         # the main thread ends the process, as a supervisor would kill a native one.
@@ -209,3 +229,117 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
         return cliargs.EXIT_USAGE
     return result.exit_code
 
+
+
+def _cli_artifact(module: str, grants: Sequence[Preopen]) -> Path | None:
+    """The Wasmtime command line's artifact for `module`, or None to run it in process."""
+    if settings.engine() == "in-process":
+        return None
+    from . import wasmtime_cli
+
+    if not wasmtime_cli.available() or not wasmtime_cli.can_confine(grants):
+        return None
+    return wasmtime_cli.artifact(module)
+
+
+class _StderrRelay:
+    """Copies the guest's stderr to ours as it comes, except the exit shim's marker (see
+    kiln/wasmtime_cli.py) at its very end, which it turns back into the guest's status. A tail
+    that could be the marker's beginning waits for the next read."""
+
+    def __init__(self, marker: bytes):
+        self.marker = marker
+        self.held = b""
+        self.ending = re.compile(re.escape(marker) + rb"(\d{3})\n\Z")
+
+    @staticmethod
+    def _write(data: bytes) -> None:
+        while data:
+            data = data[os.write(2, data):]
+
+    def feed(self, data: bytes) -> None:
+        data = self.held + data
+        at = data.find(self.marker)
+        if at < 0:
+            at = len(data)
+            for n in range(min(len(self.marker) - 1, len(data)), 0, -1):
+                if self.marker.startswith(data[-n:]):
+                    at = len(data) - n
+                    break
+        self._write(data[:at])
+        self.held = data[at:]
+
+    def finish(self) -> int | None:
+        """The status the marker gives, or None (then whatever was held is written out)."""
+        found = self.ending.search(self.held)
+        rest = self.held[:found.start()] if found else self.held
+        self._write(rest)
+        self.held = b""
+        return int(found.group(1)) if found else None
+
+
+def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: float | None,
+                label: str) -> int:
+    """Run `wasmtime run` as a child with this process's stdin and stdout, relaying its stderr;
+    returns the guest's status (the shim's marker for statuses >= 126), 124 past `timeout`
+    (the child killed), 128+N when a signal N ended it (134: a trap), and ends at once with
+    130/143 on SIGINT/SIGTERM, the child killed first."""
+    import select
+
+    from . import wasmtime_cli
+
+    environment = wasmtime_cli.engine_env()
+    err_read, err_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: confine, then become wasmtime (nothing else may run here)
+        try:
+            os.close(err_read)
+            os.dup2(err_write, 2)
+            os.close(err_write)
+            wasmtime_cli.confine(grants)
+            os.execve(command[0], list(command), environment)
+        except BaseException as exc:  # noqa: BLE001 - reported on stderr, then exit
+            os.write(2, f"{label}: cannot start the Wasmtime command line: {exc}\n".encode())
+        finally:
+            os._exit(127)
+    os.close(err_write)
+    relay = _StderrRelay(wasmtime_cli.EXIT_MARKER)
+
+    def end(status: int) -> None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        relay.finish()
+        os._exit(status)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: end(128 + signum))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = select.select([err_read], [], [], wait)[0]
+        if deadline is not None and time.monotonic() >= deadline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            relay.finish()
+            os.write(2, f"{label}: timed out after {timeout:g} s\n".encode())
+            return EXIT_TIMEOUT
+        if not ready:
+            continue
+        data = os.read(err_read, 1 << 16)
+        if not data:  # the child (and so the guest) is gone
+            break
+        relay.feed(data)
+    os.close(err_read)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    marked = relay.finish()
+    if marked is not None:
+        return marked
+    return 128 - code if code < 0 else code

