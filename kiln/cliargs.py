@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+# typing is imported for type checkers only: its import was as costly as Python's own start-up
+# (docs/benchmarks.md, "Start-up"), and `kiln run` imports this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 from .errors import KilnError
 from .engine import Preopen

@@ -10,7 +10,11 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+# typing is imported for type checkers only: its import was as costly as Python's own start-up
+# (docs/benchmarks.md, "Start-up"), and `kiln run` imports this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
 
 try:  # CPython's own SHA-256: hashlib's import loads OpenSSL, a tenth of `kiln run`'s Python start-up
     from _sha256 import sha256

@@ -18,7 +18,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+# typing is imported for type checkers only: its import was as costly as Python's own start-up
+# (docs/benchmarks.md, "Start-up"), and `kiln run` imports this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 from . import cliargs, settings
 from .engine import EXIT_TIMEOUT, Preopen
@@ -290,7 +294,14 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
 
     environment = wasmtime_cli.engine_env()
     err_read, err_write = os.pipe()
-    pid = os.fork()
+    if all(g.writable for g in grants):
+        # Nothing to confine but core files (RLIMIT_CORE, inherited): posix_spawn (vfork and
+        # exec) starts wasmtime a few ms sooner than fork, a Python child and exec.
+        wasmtime_cli.confine(())
+        pid = os.posix_spawn(command[0], list(command), environment, file_actions=[
+            (os.POSIX_SPAWN_DUP2, err_write, 2), (os.POSIX_SPAWN_CLOSE, err_read)])
+    else:
+        pid = os.fork()
     if pid == 0:  # the child: confine, then become wasmtime (nothing else may run here)
         try:
             os.close(err_read)

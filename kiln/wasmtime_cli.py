@@ -30,9 +30,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+# typing is imported for type checkers only: its import was as costly as Python's own start-up
+# (docs/benchmarks.md, "Start-up"), and `kiln run` imports this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping, Sequence
 
 from kiln import engine, settings
 from kiln.errors import KilnError
@@ -115,6 +118,8 @@ def package_version() -> str:
 @functools.lru_cache(maxsize=None)
 def version() -> str:
     """Wasmtime's own version ("49.0.3"), asked of the binary (for `kiln --version`)."""
+    import subprocess  # here and in _compile only: a run from the cache execs, it spawns nothing
+
     out = subprocess.run([str(binary()), "--version"], capture_output=True, text=True, check=True)
     return out.stdout.split()[1]
 
@@ -136,6 +141,8 @@ def _options() -> list[str]:
 
 def _compile(source: Path, out: Path) -> None:
     """`wasmtime compile` into `out`, atomically (a temp name beside it, then renamed)."""
+    import subprocess
+
     from kiln import atomic  # only here: a run from the cache need not import it
 
     with atomic.atomic_path(out) as tmp:
@@ -255,11 +262,11 @@ def confine(preopens: Iterable) -> None:
     core file when a trap aborts it."""
     import resource
 
-    from kiln import landlock
-
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     grants = list(preopens)
     if any(not g.writable for g in grants):
+        from kiln import landlock  # ctypes: only when a grant needs it
+
         landlock.restrict_writes([g.host for g in grants if g.writable])
 
 
