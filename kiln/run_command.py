@@ -247,12 +247,16 @@ def _cli_artifact(module: str, grants: Sequence[Preopen]) -> Path | None:
 
 
 class _StderrRelay:
-    """Copies the guest's stderr to ours as it comes, except the exit shim's marker (see
-    kiln/wasmtime_cli.py) at its very end, which it turns back into the guest's status. A tail
-    that could be the marker's beginning waits for the next read."""
+    """Copies the guest's stderr to ours as it comes, except what may end it: the exit shim's
+    marker (see kiln/wasmtime_cli.py), which it turns back into the guest's status, and
+    Wasmtime's own error when the module cannot be instantiated, which becomes Kiln's one line.
+    From the first of those on, the rest waits for the end; so does a tail that could be the
+    beginning of one."""
+
+    FAILED = b"Error: failed to run main module"   # how `wasmtime run` reports any failure
 
     def __init__(self, marker: bytes):
-        self.marker = marker
+        self.markers = (marker, self.FAILED)
         self.held = b""
         self.ending = re.compile(re.escape(marker) + rb"(\d{3})\n\Z")
 
@@ -263,23 +267,32 @@ class _StderrRelay:
 
     def feed(self, data: bytes) -> None:
         data = self.held + data
-        at = data.find(self.marker)
-        if at < 0:
+        found = [at for at in (data.find(m) for m in self.markers) if at >= 0]
+        if found:
+            at = min(found)
+        else:
             at = len(data)
-            for n in range(min(len(self.marker) - 1, len(data)), 0, -1):
-                if self.marker.startswith(data[-n:]):
-                    at = len(data) - n
-                    break
+            for marker in self.markers:
+                for n in range(min(len(marker) - 1, len(data)), 0, -1):
+                    if marker.startswith(data[-n:]):
+                        at = min(at, len(data) - n)
+                        break
         self._write(data[:at])
         self.held = data[at:]
 
-    def finish(self) -> int | None:
-        """The status the marker gives, or None (then whatever was held is written out)."""
+    def finish(self, status: int, label: str) -> int:
+        """The guest's status: the marker's, else `status`; an instantiation failure (status 1)
+        is written as one line and gives EXIT_USAGE, as in process."""
         found = self.ending.search(self.held)
-        rest = self.held[:found.start()] if found else self.held
-        self._write(rest)
+        rest, held = (self.held[:found.start()] if found else self.held), self.held
         self.held = b""
-        return int(found.group(1)) if found else None
+        if not found and status == 1 and held.startswith(self.FAILED) and b"failed to instantiate" in held:
+            causes = [line.strip() for line in held.decode("utf-8", "replace").splitlines() if line.strip()]
+            reason = causes[-1].split(": ", 1)[-1] if causes else "unknown error"
+            self._write(f"{label}: cannot instantiate module: {reason}\n".encode())
+            return cliargs.EXIT_USAGE
+        self._write(rest)
+        return int(found.group(1)) if found else status
 
 
 def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: float | None,
@@ -322,7 +335,7 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
         except ProcessLookupError:
             pass
         os.waitpid(pid, 0)
-        relay.finish()
+        relay.finish(status, label)
         os._exit(status)
 
     if threading.current_thread() is threading.main_thread():
@@ -338,7 +351,7 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
-            relay.finish()
+            relay.finish(EXIT_TIMEOUT, label)
             os.write(2, f"{label}: timed out after {timeout:g} s\n".encode())
             return EXIT_TIMEOUT
         if not ready:
@@ -350,7 +363,4 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
     os.close(err_read)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    marked = relay.finish()
-    if marked is not None:
-        return marked
-    return 128 - code if code < 0 else code
+    return relay.finish(128 - code if code < 0 else code, label)

@@ -87,3 +87,11 @@ def test_the_in_process_engine_on_request_and_a_bad_setting_named(tool, tmp_path
     proc = kiln_run(str(tool), cache=tmp_path, env={"KILN_ENGINE": "fast"}, text=True)
     assert (proc.returncode, proc.stderr) == (2, "kiln run: KILN_ENGINE='fast' is not one of auto, "
                                                  "in-process: fix or unset it\n")
+
+
+def test_a_module_that_cannot_start_is_one_line_and_a_trap_is_134(tool, tmp_path):
+    proc = kiln_run("--memory", "16", str(tool), "alloc", "1", cache=tmp_path, text=True)
+    assert (proc.returncode, proc.stderr) == (2, "kiln run: cannot instantiate module: memory minimum "
+                                                 "size of 257 pages exceeds memory limits\n")
+    proc = kiln_run(str(tool), "trap", cache=tmp_path, text=True)
+    assert proc.returncode == runner.EXIT_TRAP and "wasm trap" in proc.stderr
