@@ -295,6 +295,19 @@ class _StderrRelay:
         return int(found.group(1)) if found else status
 
 
+def _stderr_channel() -> tuple[int, int]:
+    """(read end, the child's stderr). A pipe; a terminal in raw mode (no newline translation)
+    when ours is one: the guest then sees a terminal where it would without the relay
+    (`stream_isatty(STDERR)`, run-tests.php's pty tests)."""
+    if not os.isatty(2):
+        return os.pipe()
+    import tty
+
+    main_end, child_end = os.openpty()
+    tty.setraw(child_end)
+    return main_end, child_end
+
+
 def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: float | None,
                 label: str) -> int:
     """Run `wasmtime run` as a child with this process's stdin and stdout, relaying its stderr;
@@ -306,7 +319,7 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
     from . import wasmtime_cli
 
     environment = wasmtime_cli.engine_env()
-    err_read, err_write = os.pipe()
+    err_read, err_write = _stderr_channel()
     if all(g.writable for g in grants):
         # Nothing to confine but core files (RLIMIT_CORE, inherited): posix_spawn (vfork and
         # exec) starts wasmtime a few ms sooner than fork, a Python child and exec.
@@ -356,7 +369,10 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
             return EXIT_TIMEOUT
         if not ready:
             continue
-        data = os.read(err_read, 1 << 16)
+        try:
+            data = os.read(err_read, 1 << 16)
+        except OSError:  # EIO: a terminal's other side is closed
+            data = b""
         if not data:  # the child (and so the guest) is gone
             break
         relay.feed(data)
