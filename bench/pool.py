@@ -5,6 +5,8 @@
 
 One installed WordPress (SQLite) docroot and a hello page, each served by:
   - nginx -> kiln.pool (php-cgi.wasm workers, OPcache in memory)   "kiln pool"
+    its workers on the Wasmtime command line (the default since issue 28), and the same pool
+    with KILN_ENGINE=in-process (wasmtime-py, as before)           "kiln pool, in process"
   - kiln.server, its default: kiln.pool workers under its HTTP    "kiln.server workers"
   - kiln.server, an instance per request (OPcache file cache)      "kiln per-request"
   - nginx -> Debian's php-fpm 8.2, OPcache on                      "php-fpm"
@@ -89,31 +91,36 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", default="1,2")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--module", type=Path, default=MODULE,
+                    help="the wordpress flavour's php-cgi .cwasm or .wasm (default: this build output's)")
     ns = ap.parse_args()
     levels = [int(c) for c in ns.concurrency.split(",")]
-    if not MODULE.is_file():
-        sys.exit(f"bench/pool.py: {MODULE} missing: run doit php:8.2.32-wordpress wordpress_docroot")
+    module = ns.module.resolve()
+    if not module.is_file():
+        sys.exit(f"bench/pool.py: {module} missing: run doit php:8.2.32-wordpress wordpress_docroot")
     state = Path(tempfile.mkdtemp(prefix="kiln-bench-pool-"))
     state.chmod(0o755)
     procs: list[subprocess.Popen] = []
     fronts: list[Nginx] = []
     try:
         servers = {}
-        for name in ("kiln pool", "kiln.server workers", "kiln per-request", "php-fpm"):
-            folder = state / name.replace(" ", "-")
+        for name in ("kiln pool", "kiln pool, in process", "kiln.server workers", "kiln per-request",
+                     "php-fpm"):
+            folder = state / name.replace(" ", "-").replace(",", "")
             folder.mkdir()
             folder.chmod(0o755)
             doc = wordpress.fresh_copy(folder / "docroot")
             (doc / "hello.php").write_text('<?php echo "Hello, world!";')
             (doc / "sleep.php").write_text(f'<?php usleep({int(SLOW * 1e6)}); echo "slept";')
             log = open(folder / "log", "w")
-            if name == "kiln pool":
+            if name.startswith("kiln pool"):
                 sock = folder / "pool.sock"
-                p = subprocess.Popen([sys.executable, "-m", "kiln.pool", "--module", str(MODULE),
+                engine = {"KILN_ENGINE": "in-process" if name.endswith("in process") else "auto"}
+                p = subprocess.Popen([sys.executable, "-m", "kiln.pool", "--module", str(module),
                                       "--docroot", str(doc), "--listen", str(sock),
                                       "--workers", str(ns.workers), "--opcache-dir", str(folder / "opcache"),
                                       "-v", f"{doc}/wp-content:{doc}/wp-content"],
-                                     cwd=ROOT, stderr=log)
+                                     cwd=ROOT, stderr=log, env={**os.environ, **engine})
                 wait_for(sock, p, name)
                 front = Nginx(doc, str(sock))
                 fronts.append(front)
@@ -131,7 +138,7 @@ def main() -> int:
                 servers[name] = (front.port, p.pid)
             else:
                 port = free_port()
-                p = subprocess.Popen([sys.executable, "-m", "kiln.server", "--module", str(MODULE),
+                p = subprocess.Popen([sys.executable, "-m", "kiln.server", "--module", str(module),
                                       "--docroot", str(doc), "--port", str(port), "--quiet",
                                       "--docroot-guest", str(doc), "--writable", "wp-content",
                                       *(["--workers", str(2 * ns.workers), "--isolation", "request"]

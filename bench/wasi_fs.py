@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What one file-system call costs a PHP script under Kiln's runner, against native PHP.
+"""What one file-system call costs a PHP script under Kiln's runner, on either engine, against native PHP.
 
     .venv/bin/python bench/wasi_fs.py [--rounds 5] [--module build-output/php/php-8.2.32-wordpress/bin/php.cwasm]
 
@@ -44,8 +44,9 @@ CALLS = {"stat": "file_exists() after clearstatcache()", "open": "fopen() + fclo
          "read": "file_get_contents() of a small file"}
 
 
-def measure(command: list[str]) -> dict[str, float]:
-    out = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, **env})
     found = dict(re.findall(r"(\w+)=([\d.]+)", out.stdout))
     if set(found) != set(CALLS):
         sys.exit(f"bench/wasi_fs.py: {command[0]} gave {out.stdout!r} {out.stderr[-300:]!r}")
@@ -67,12 +68,16 @@ def main() -> int:
         script = Path(folder) / "fs.php"
         script.write_text(SCRIPT)
         wasm = [sys.executable, "-m", "kiln.runner", "-v", f"{folder}:{folder}:ro", str(ns.module), str(script)]
-        variants = {"native": [ns.native, "-n", str(script)], "kiln": wasm,
-                    "kiln, one CPU": ["taskset", "-c", "0", *wasm]}
+        before = {"KILN_ENGINE": "in-process"}   # wasmtime-py, as every run was before issue 28
+        variants = {"native": ([ns.native, "-n", str(script)], {}),
+                    "kiln in process": (wasm, before),
+                    "kiln in process, one CPU": (["taskset", "-c", "0", *wasm], before),
+                    "kiln on the Wasmtime CLI": (wasm, {"KILN_ENGINE": "auto"})}
+        measure(*variants["kiln on the Wasmtime CLI"])   # compiles the CLI's artifact once
         results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         for _ in range(ns.rounds):
-            for name, command in variants.items():
-                results[name].append(measure(command))
+            for name, (command, env) in variants.items():
+                results[name].append(measure(command, env))
     load_after = os.getloadavg()
     median = {name: {call: statistics.median(r[call] for r in runs) for call in CALLS}
               for name, runs in results.items()}
@@ -80,27 +85,35 @@ def main() -> int:
              "|---|" + "---:|" * (2 * len(variants) - 1)]
     for call, what in CALLS.items():
         cells = [f"{median[n][call]:.1f} µs" for n in variants]
-        ratios = [f"{median[n][call] / median['native'][call]:.0f}x" for n in variants if n != "native"]
+        ratios = [f"{median[n][call] / median['native'][call]:.1f}x" for n in variants if n != "native"]
         lines.append(f"| {what} | " + " | ".join(cells + ratios) + " |")
     table = "\n".join(lines)
     from graph import cpu_model, write_section
     body = (f"`bench/wasi_fs.py --rounds {ns.rounds}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{os.cpu_count()} x {cpu_model()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
             f"Native: `{ns.native} -n`; kiln: `python -m kiln.runner {ns.module.name}` "
-            f"({ns.module.parent.parent.name}); medians per call.\n\n{table}\n")
+            f"({ns.module.parent.parent.name}) on wasmtime-py 50.0.1 (`KILN_ENGINE=in-process`, "
+            f"before issue 28) and on the Wasmtime command line 49.0.3 (the default since); medians per call.\n\n{table}\n")
     print(body)
     if not ns.no_docs:
         write_section("WASI file-system calls", body + "\n" + DOC_NOTE)
     return 0
 
 
-DOC_NOTE = """Why it matters: a WordPress front page through a pool worker made ~1,300 `statx`, ~975
+DOC_NOTE = """On the command line (`kiln run`'s and the pool's default since issue 28) the calls run
+on the guest's own thread, as Wasmtime's own `wasmtime run` does (`allow_blocking_current_thread`).
+What is left there is Wasmtime's WASI itself, the same under a bare `wasmtime run` of the
+script: `clearstatcache()` also empties PHP's realpath cache, so each `file_exists()` resolves
+its path component by component (an lstat per component, then the stat), and each WASI path call
+opens its path beneath the grant, stats or opens it and closes it again.
+
+Why it matters: a WordPress front page through a pool worker made ~1,300 `statx`, ~975
 `openat2` (each WASI path call opens its path `O_PATH` beneath the granted folder, stats or
 opens it, closes it), 270 `pread64` and ~11,700 `futex` calls per request (`strace -f -c` of one
 worker over 10 requests), and `perf` put ~30% of the worker's samples outside the guest's code
 (kernel scheduling, Wasmtime's blocking pool threads). The hand-off is Wasmtime's C API's
 choice (its WASI context is built without `allow_blocking_current_thread`), not Kiln's:
-wasmtime-py has no setting for it. What Kiln can change is how many calls PHP makes.
+wasmtime-py has no setting for it; the command line (docs/engines.md) does not hand off.
 """
 
 
