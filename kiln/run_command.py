@@ -234,7 +234,6 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
     return result.exit_code
 
 
-
 def _cli_artifact(module: str, grants: Sequence[Preopen]) -> Path | None:
     """The Wasmtime command line's artifact for `module`, or None to run it in process."""
     if settings.engine() == "in-process":

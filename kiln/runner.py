@@ -1,7 +1,10 @@
-"""The one Wasmtime runner Kiln uses: build steps, tests, the CLI and the HTTP server.
+"""The in-process Wasmtime runner (wasmtime-py): build steps, tests, images, kiln.server.
 
-Everything that executes a wasm32-wasi module goes through `run()`, so the engine settings,
-exit-code handling, sandboxing and time limits are decided in exactly one place.
+Everything that executes a wasm32-wasi module inside a Kiln process goes through `run()`, so
+its exit-code handling, sandboxing and time limits are decided in one place; the engine's
+settings and fingerprint are kiln/engine.py's. Where a guest gets a process of its own (`kiln
+run`, kiln.pool's workers) the Wasmtime command line runs it instead when it can
+(kiln/wasmtime_cli.py, docs/engines.md), with the same promises.
 
 Facts about wasmtime-py 50.0.1 this module is built around (measured on this project):
 - PHP's setjmp/longjmp is compiled to WebAssembly exception handling, so the engine needs
