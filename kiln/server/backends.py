@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .. import runner
+from .. import native, runner
 from ..errors import KilnError
 from ..pool import fastcgi
 from ..pool.supervisor import Pool, PoolConfig
@@ -115,7 +115,8 @@ class NativeBackend:
     def __init__(self, binary: Path, max_output: int | None, cwd: Path):
         self.path = Path(binary)
         if not os.access(self.path, os.X_OK):
-            raise KilnError(f"{self.path}: not an executable php-cgi (apt-get install php8.2-cgi)")
+            raise KilnError(f"{self.path}: not an executable php-cgi "
+                            f"(apt-get install php{native.release()}-cgi)")
         self.max_output = max_output
         self.cwd = cwd
 
