@@ -96,8 +96,12 @@ class PoolBackend:
                 out.extend(content)
             elif rtype == fastcgi.STDERR:
                 err.extend(content)
-        # FCGI_KEEP_CONN: the worker's stream stays open for the next request (patch 0013).
-        outcome = self.pool.handle(1, fastcgi.request(1, env, body, keep_conn=True), send)
+        try:
+            # FCGI_KEEP_CONN: the worker's stream stays open for the next request (patch 0013).
+            records = fastcgi.request(1, env, body, keep_conn=True)
+        except fastcgi.ParamTooLarge as e:   # the front refuses such heads first (431, 414)
+            return CgiResult(-1, b"", b"", error=str(e))
+        outcome = self.pool.handle(1, records, send)
         truncated = self.max_output is not None and len(out) > self.max_output
         return CgiResult(0, bytes(out), bytes(err), timed_out=outcome == "timeout",
                          crashed=outcome == "crash", truncated=truncated)
