@@ -148,8 +148,8 @@ def main() -> None:
         parser.error("give --src and at least one variant")
     scripts = ns.scripts or ["bench.php"]
 
-    from kiln import native
-    php = native.binary("cli")
+    from kiln import compare, native as host_php
+    php = host_php.binary("cli")
     variants = [parse_variant(text) for text in ns.variants]
     for script in scripts:
         if not (ns.src / "Zend" / script).is_file():
@@ -182,7 +182,7 @@ def main() -> None:
     from graph import cpu_model, write_section
     body = (f"`bench/vm.py --rounds {ns.rounds} " + " ".join(f"--script {s}" for s in scripts)
             + f"`, started {started} on {cpu_model()} ({platform.machine()}, {os.cpu_count()} cores), "
-            f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Native = `{php} -n` (PHP {native.version(php)}); "
+            f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Native = `{php} -n` (PHP {host_php.version(php)}); "
             "each variant precompiled once with its settings, then run as a fresh process per round "
             "(instantiation + script, Kiln's runner), alternating with native, script by script. "
             "Settings after `+` override kiln.runner.ENGINE_SETTINGS.\n\n" + text)
