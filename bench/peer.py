@@ -5,7 +5,7 @@
         [--src build-output/php/pristine/php-8.2.32] [--rounds 3] [--no-docs]
 
 For Zend/bench.php and Zend/micro_bench.php, every round runs, in this order: native
-`php8.2 -n`, Kiln's runner as a whole process (`python -m kiln.runner`, the module's folder
+the machine's `php -n` (kiln/native.py), Kiln's runner as a whole process (`python -m kiln.runner`, the module's folder
 granted read-only), Kiln's runner in this process (the precompiled module loaded once, then
 instantiate + run, as bench/php.py measures) and the peer (`node bench/peer.mjs`, npm
 `@php-wasm/node` pinned in package.json), so load on the machine hits them alike. The
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from kiln import compare, runner  # noqa: E402
+from kiln import compare, native, runner  # noqa: E402
 from kiln.errors import KilnError  # noqa: E402
 from kiln.layout import Build  # noqa: E402
 
@@ -104,9 +104,8 @@ def main() -> None:
             raise SystemExit(f"bench/peer.py: {path} does not exist: {what}")
     if node is None:
         raise SystemExit("bench/peer.py: no node on PATH: run scripts/setup")
-    php = compare.native_php()
-    native_version = subprocess.run([php, "-n", "-r", "echo PHP_VERSION;"], capture_output=True,
-                                    text=True).stdout.strip()
+    php = native.binary("cli")
+    native_version = native.version(php)
     kiln_version = runner.run(ns.module, ["php", "-r", "echo PHP_VERSION;"]).stdout.decode()
     node_version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     loaded = runner.load_module(ns.module)  # in process: mapped once, as a server would

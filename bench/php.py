@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PHP speed: native PHP (Debian php8.2-cli) against the wasm builds, as ratios.
+"""PHP speed: native PHP (the machine's, kiln/native.py) against the wasm builds, as ratios.
 
     /work/venv/bin/python bench/php.py [--rounds N] [--versions 8.2.32 7.4.33] [--no-cold]
 
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln import atomic, compare, recipe  # noqa: E402
+from kiln import atomic, compare, native, recipe  # noqa: E402
 from kiln.layout import Build  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -55,7 +55,7 @@ def main() -> None:
         sections.append(f"### PHP {version}\n\n{table}")
     rounds = result["rounds"]
     body = (f"`bench/php.py --rounds {rounds}` on {platform.machine()}, "
-            f"{time.strftime('%Y-%m-%d', time.gmtime())}; native = Debian php8.2-cli with `-n`, "
+            f"{time.strftime('%Y-%m-%d', time.gmtime())}; native = {native.describe()} with `-n`, "
             "wasm = the build's precompiled module in Kiln's runner (in process). Ratios are "
             f"wasm / native, lower is better. Load average {load_before:.1f} before the run and "
             f"{os.getloadavg()[0]:.1f} after it on {os.cpu_count()} cores: compare ratios, "

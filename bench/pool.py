@@ -9,7 +9,7 @@ One installed WordPress (SQLite) docroot and a hello page, each served by:
     with KILN_ENGINE=in-process (wasmtime-py, as before)           "kiln pool, in process"
   - kiln.server, its default: kiln.pool workers under its HTTP    "kiln.server workers"
   - kiln.server, an instance per request (OPcache file cache)      "kiln per-request"
-  - nginx -> Debian's php-fpm 8.2, OPcache on                      "php-fpm"
+  - nginx -> Debian's php-fpm (8.2 or 8.4), OPcache on                   "php-fpm"
 Rounds alternate the servers so that machine noise hits them alike. Printed: mean latency
 and requests/s per page and concurrency, ratios to php-fpm, worker memory (RSS), load average.
 """
@@ -31,7 +31,7 @@ import jinja2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from kiln import wordpress  # noqa: E402
+from kiln import native, wordpress  # noqa: E402
 from kiln.layout import Build  # noqa: E402
 import server as server_bench  # noqa: E402  (bench/server.py)
 from graph import cpu_model  # noqa: E402
@@ -130,7 +130,7 @@ def main() -> int:
                 conf = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates")).get_template(
                     "php-fpm.conf.j2").render(state=folder, socket=sock, workers=ns.workers, opcache=True)
                 (folder / "php-fpm.conf").write_text(conf)
-                p = subprocess.Popen(["php-fpm8.2", "-F", "-R", "-y", str(folder / "php-fpm.conf")],
+                p = subprocess.Popen([native.binary("fpm"), "-F", "-R", "-y", str(folder / "php-fpm.conf")],
                                      stderr=log)
                 wait_for(sock, p, name)
                 front = Nginx(doc, str(sock))
@@ -177,7 +177,8 @@ def main() -> int:
             p.wait(timeout=20)
         shutil.rmtree(state, ignore_errors=True)
     print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} x {cpu_model()}, load before/after "
-          f"{os.getloadavg()[0]:.2f}; {ns.rounds} rounds x {ns.requests} requests, {ns.workers} workers each\n")
+          f"{os.getloadavg()[0]:.2f}; {ns.rounds} rounds x {ns.requests} requests, {ns.workers} workers each; "
+          f"php-fpm: {native.describe('fpm')}\n")
     print("| page | c | server | mean latency | req/s | latency vs php-fpm |")
     print("|---|---:|---|---:|---:|---:|")
     for page in PAGES:

@@ -2,7 +2,7 @@
 """HTTP server benchmark: php-cgi in Wasmtime against native php-cgi, behind the same server.
 
     /work/venv/bin/python bench/server.py [--php 8.2.32 | --module PATH]
-        [--native-cgi /usr/bin/php-cgi8.2] [--requests 200] [--rounds 3] [--concurrency 1,4]
+        [--native-cgi /usr/bin/php-cgi8.2 (default: the machine's, kiln/native.py)] [--requests 200] [--rounds 3] [--concurrency 1,4]
         [--docroot DIR --page NAME=/path ...] [--opcache wasm|none|both] [--no-write]
 
 Both servers are `python -m kiln.server` subprocesses, same code, same settings; only the
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln import server as kiln_server  # noqa: E402
+from kiln import native, server as kiln_server  # noqa: E402
 from kiln.errors import KilnError  # noqa: E402
 
 HELLO = '<?php echo "Hello, world!";\n'
@@ -177,8 +177,8 @@ def main() -> int:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--php", default="8.2.32", help="build-output's php-cgi of this version")
     which.add_argument("--module", type=Path, help="php-cgi .wasm/.cwasm to benchmark")
-    p.add_argument("--native-cgi", type=Path, default=Path("/usr/bin/php-cgi8.2"),
-                   help="native php-cgi (Debian: apt-get install php8.2-cgi)")
+    p.add_argument("--native-cgi", type=Path, default=None,
+                   help="native php-cgi (default: the machine's, kiln/native.py)")
     p.add_argument("--requests", type=int, default=200, help="requests per batch")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--concurrency", default="1,4", help="comma-separated levels")
@@ -201,8 +201,12 @@ def main() -> int:
     except KilnError as e:
         print(f"bench/server.py: {e}", file=sys.stderr)
         return 2
+    try:
+        ns.native_cgi = ns.native_cgi or Path(native.binary("cgi"))
+    except KilnError as exc:
+        sys.exit(f"bench/server.py: {exc}")
     if not os.access(ns.native_cgi, os.X_OK):
-        print(f"bench/server.py: {ns.native_cgi} missing: apt-get install -y php8.2-cgi",
+        print(f"bench/server.py: {ns.native_cgi} missing: apt-get install -y php{native.release()}-cgi",
               file=sys.stderr)
         return 2
     levels = [int(x) for x in ns.concurrency.split(",") if x.strip()]

@@ -14,8 +14,9 @@ runs native `php -n` and each variant once, in that order, so load on the machin
 alike. Each run is a fresh process that maps the precompiled code (Kiln's runner, in
 process): the time is instantiation plus the script, as in bench/php.py.
 
-The table (median of --rounds, ratio to native and to the first variant) is printed and
-replaces the "VM and engine variants" section of docs/benchmarks.md unless --no-docs.
+One table per --script (median of --rounds, ratio to native and to the first variant) is
+printed and replaces a section of docs/benchmarks.md (--section, default "VM and engine
+variants") unless --no-docs.
 """
 from __future__ import annotations
 
@@ -105,49 +106,13 @@ def _worker_call(mode: str, module: Path, settings: dict, cache: Path, src: Path
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="*", help="LABEL=MODULE.wasm[+SETTING=VALUE...]")
-    parser.add_argument("--src", type=Path, help="the release's source tree (its Zend/ benchmarks)")
-    parser.add_argument("--script", default="bench.php", help="a script in Zend/: bench.php, micro_bench.php")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    parser.add_argument("--worker", choices=["compile", "run"], help=argparse.SUPPRESS)
-    parser.add_argument("--module", help=argparse.SUPPRESS)
-    parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
-    parser.add_argument("--cache", help=argparse.SUPPRESS)
-    ns = parser.parse_args()
-    if ns.worker:
-        return worker(ns)
-    if not ns.variants or ns.src is None:
-        parser.error("give --src and at least one variant")
-
-    from kiln import compare
-    php = compare.native_php()
-    variants = [parse_variant(text) for text in ns.variants]
-    script = ns.src / "Zend" / ns.script
-    if not script.is_file():
-        raise SystemExit(f"bench/vm.py: {script} does not exist: give the release's extracted tree as --src")
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="kiln-vm-bench-") as scratch:
-        caches, compile_seconds = [], []
-        for index, (label, module, settings) in enumerate(variants):
-            cache = Path(scratch) / f"{index}.cwasm"
-            print(f"compiling {label} ...", flush=True)
-            compile_seconds.append(_worker_call("compile", module, settings, cache, ns.src, ns.script)["compile"])
-            caches.append(cache)
-        native, runs = [], [[] for _ in variants]
-        for round_ in range(ns.rounds):
-            native.append(compare._native(php, [str(script)]))
-            for index, (label, module, settings) in enumerate(variants):
-                runs[index].append(_worker_call("run", module, settings, caches[index], ns.src, ns.script)["seconds"])
-            print(f"round {round_ + 1}/{ns.rounds}: native {native[-1]:.3f} s, "
-                  + ", ".join(f"{v[0]} {r[-1]:.3f} s" for v, r in zip(variants, runs)), flush=True)
+def _table(script: str, variants: list, native: list[float], runs: list[list[float]],
+           compile_seconds: list[float]) -> str:
+    """Three readings of the same runs: medians, same-round ratios (load that hits one round hits
+    native and variants alike) and fastest runs (what the code can do when nothing interferes)."""
     base = statistics.median(native)
     first = statistics.median(runs[0])
-    # Three readings of the same runs: medians, same-round ratios (load that hits one round hits
-    # native and variants alike) and fastest runs (what the code can do when nothing interferes).
-    lines = [f"| variant | module | compile | median {ns.script} | x native | x native, same round "
+    lines = [f"| variant | module | compile | median {script} | x native | x native, same round "
              f"| x native, fastest runs | x {variants[0][0]} |",
              "|---|---:|---:|---:|---:|---:|---:|---:|",
              f"| native `php -n` | | | {base:.3f} s | 1.00 | | | |"]
@@ -157,19 +122,72 @@ def main() -> None:
         lines.append(f"| {label} | {module.stat().st_size / 1e6:.2f} MB | {compiled:.1f} s | {median:.3f} s "
                      f"| {median / base:.2f} | {same_round:.2f} | {min(seconds) / min(native):.2f} "
                      f"| {median / first:.2f} |")
-    table = "\n".join(lines)
-    print(table)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", help="LABEL=MODULE.wasm[+SETTING=VALUE...]")
+    parser.add_argument("--src", type=Path, help="the release's source tree (its Zend/ benchmarks)")
+    parser.add_argument("--script", action="append", dest="scripts", metavar="SCRIPT",
+                        help="a script in Zend/ (bench.php, micro_bench.php); repeat for several, "
+                             "one table each (default bench.php)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--section", default=SECTION, help=f"the docs/benchmarks.md section to replace "
+                                                           f"(default {SECTION!r})")
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--worker", choices=["compile", "run"], help=argparse.SUPPRESS)
+    parser.add_argument("--module", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.worker:
+        ns.script = ns.scripts[0]
+        return worker(ns)
+    if not ns.variants or ns.src is None:
+        parser.error("give --src and at least one variant")
+    scripts = ns.scripts or ["bench.php"]
+
+    from kiln import compare, native as host_php
+    php = host_php.binary("cli")
+    variants = [parse_variant(text) for text in ns.variants]
+    for script in scripts:
+        if not (ns.src / "Zend" / script).is_file():
+            raise SystemExit(f"bench/vm.py: {ns.src / 'Zend' / script} does not exist: give the release's "
+                             "extracted tree as --src")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="kiln-vm-bench-") as scratch:
+        caches, compile_seconds = [], []
+        for index, (label, module, settings) in enumerate(variants):
+            cache = Path(scratch) / f"{index}.cwasm"
+            print(f"compiling {label} ...", flush=True)
+            compile_seconds.append(_worker_call("compile", module, settings, cache, ns.src, scripts[0])["compile"])
+            caches.append(cache)
+        native = {script: [] for script in scripts}
+        runs = {script: [[] for _ in variants] for script in scripts}
+        for round_ in range(ns.rounds):
+            for script in scripts:
+                native[script].append(compare._native(php, [str(ns.src / "Zend" / script)]))
+                for index, (label, module, settings) in enumerate(variants):
+                    runs[script][index].append(
+                        _worker_call("run", module, settings, caches[index], ns.src, script)["seconds"])
+                print(f"round {round_ + 1}/{ns.rounds} {script}: native {native[script][-1]:.3f} s, "
+                      + ", ".join(f"{v[0]} {r[-1]:.3f} s" for v, r in zip(variants, runs[script])), flush=True)
+    tables = [_table(script, variants, native[script], runs[script], compile_seconds) for script in scripts]
+    text = "\n\n".join(tables)
+    print(text)
     if ns.no_docs:
         return
-    from graph import write_section
-    body = (f"`bench/vm.py --rounds {ns.rounds} --script {ns.script}` on {platform.machine()}, "
-            f"{time.strftime('%Y-%m-%d', time.gmtime())}, load average {load_before:.1f} before and "
-            f"{os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores. Native = `{php} -n`; each "
-            "variant precompiled once with its settings, then run as a fresh process per round "
-            "(instantiation + script, Kiln's runner), alternating with native. Settings after `+` "
-            "override kiln.runner.ENGINE_SETTINGS.\n\n" + table)
-    write_section(SECTION, body)
-    print(f"docs/benchmarks.md: {SECTION} section updated")
+    from graph import cpu_model, write_section
+    body = (f"`bench/vm.py --rounds {ns.rounds} " + " ".join(f"--script {s}" for s in scripts)
+            + f"`, started {started} on {cpu_model()} ({platform.machine()}, {os.cpu_count()} cores), "
+            f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Native = `{php} -n` (PHP {host_php.version(php)}); "
+            "each variant precompiled once with its settings, then run as a fresh process per round "
+            "(instantiation + script, Kiln's runner), alternating with native, script by script. "
+            "Settings after `+` override kiln.runner.ENGINE_SETTINGS.\n\n" + text)
+    write_section(ns.section, body)
+    print(f"docs/benchmarks.md: {ns.section} section updated")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from kiln import native  # noqa: E402
 
 SCRIPT = r"""<?php
 $n = (int) ($argv[1] ?? 20000); $f = __FILE__;
@@ -58,9 +61,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--module", type=Path,
                     default=ROOT / "build-output/php/php-8.2.32-wordpress/bin/php.cwasm")
-    ap.add_argument("--native", default="php8.2")
+    ap.add_argument("--native", default=None, help="native php (default: the machine's, kiln/native.py)")
     ap.add_argument("--no-docs", action="store_true")
     ns = ap.parse_args()
+    ns.native = ns.native or native.binary("cli")
     if not ns.module.is_file():
         sys.exit(f"bench/wasi_fs.py: {ns.module} missing: build it (doit php:8.2.32-wordpress)")
     load_before = os.getloadavg()
@@ -91,7 +95,7 @@ def main() -> int:
     from graph import cpu_model, write_section
     body = (f"`bench/wasi_fs.py --rounds {ns.rounds}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{os.cpu_count()} x {cpu_model()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
-            f"Native: `{ns.native} -n`; kiln: `python -m kiln.runner {ns.module.name}` "
+            f"Native: `{ns.native} -n` (PHP {native.version(ns.native)}); kiln: `python -m kiln.runner {ns.module.name}` "
             f"({ns.module.parent.parent.name}) on wasmtime-py 50.0.1 (`KILN_ENGINE=in-process`, "
             f"before issue 28) and on the Wasmtime command line 49.0.3 (the default since); medians per call.\n\n{table}\n")
     print(body)

@@ -13,7 +13,6 @@ Every time is wall clock on this machine; the ratios (wasm / native) are what to
 """
 from __future__ import annotations
 
-import shutil
 import statistics
 import subprocess
 import sys
@@ -21,23 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import atomic, runner, settings
+from . import atomic, native, runner, settings
 from .errors import KilnError
 from .layout import Build
 
-NATIVE_CANDIDATES = ("php8.2", "php")
 BENCHES = ("Zend/bench.php", "Zend/micro_bench.php")
 STARTUP_ARGS = ["-r", "echo 1;"]
 DEMO_DOCROOT = settings.ROOT / "languages" / "php" / "smoke" / "docroot"
 BENCH_TIMEOUT = 600.0
-
-
-def native_php() -> str:
-    for name in NATIVE_CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise KilnError("no native PHP to compare with: apt-get install php8.2-cli")
 
 
 def _spawn(command: list[str], cwd: Path | None = None) -> tuple[float, int, int, bytes]:
@@ -193,13 +183,12 @@ def sizes(build: Build, modules: dict[str, dict[str, Path]]) -> dict:
 def measure(build: Build, modules: dict[str, dict[str, Path]], rounds: int = 3, cold: bool = True,
             out: Path | None = None, log=print) -> dict:
     """Everything above for one build; written to build.root/bench.json (or `out`)."""
-    php = native_php()
+    php = native.binary("cli")
     aot, wasm = modules["php"]["aot"], modules["php"]["wasm"]
     for path in (aot, wasm):
         if not path.is_file():
             raise KilnError(f"{path} is missing: build {build.id} first")
-    native_version = subprocess.run([php, "-n", "-r", "echo PHP_VERSION;"], capture_output=True,
-                                    text=True).stdout.strip()
+    native_version = native.version(php)
     log(f"  native PHP {native_version} ({php}) against {aot.name}, median of {rounds}")
     result = {
         "version": build.version,

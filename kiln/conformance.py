@@ -1,8 +1,8 @@
 """Conformance: PHP's own run-tests.php, driven by native PHP, against a wasm build.
 
-The driver is the host's PHP (Debian php8.2-cli); the binary under test is a small wrapper
-(templates/php-under-test.sh.j2) that runs the build's precompiled module through
-`python -m kiln.runner`. The selected test folders and run-tests.php are copied out of the
+The driver is the host's PHP (kiln/native.py: Debian's php8.2-cli or php8.4-cli); the binary
+under test is a small wrapper (templates/php-under-test.sh.j2) that runs the build's
+precompiled module through `python -m kiln.runner`. The selected test folders and run-tests.php are copied out of the
 build's source tree into a scratch folder (run-tests writes its .php/.out/.diff files beside
 each test; the build tree stays clean), and that folder is granted to the guest at the same
 path, so the absolute paths run-tests passes resolve inside the sandbox.
@@ -24,15 +24,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, settings, templating
+from . import atomic, native, settings, templating
 from .errors import KilnError
 from .layout import Build
 from .versions import Version, VersionRange
 
 DEFAULT_FOLDERS = ("tests/lang", "tests/basic", "tests/func", "tests/output")
 WRAPPER_TEMPLATE = "php-under-test.sh.j2"
-# Debian's php8.2-cli; any PHP >= 8.0 on PATH will do as the driver.
-DRIVER_CANDIDATES = ("php8.2", "php")
 # Files outside the test folders that tests include (`../quicktester.inc` in 7.4).
 SUPPORT_FILES = ("tests/quicktester.inc", "sapi/cli/tests/skipif.inc")
 TEST_TIMEOUT = 60  # seconds per test (run-tests' own limit; the runner gets a little more)
@@ -77,12 +75,8 @@ def load_skips(path: Path) -> list[Skip]:
 
 
 def driver() -> str:
-    for name in DRIVER_CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise KilnError("no native PHP to drive run-tests.php: apt-get install php8.2-cli "
-                    "(scripts/setup installs it)")
+    """The native PHP that runs run-tests.php (any PHP >= 8.0: languages/php/native.toml)."""
+    return native.binary("cli")
 
 
 def _copy_tests(src: Path, work: Path, folders: list[str], skips: list[Skip], version: str):
@@ -250,8 +244,7 @@ def run(build: Build, modules: dict[str, Path], folders: list[str], skips_file: 
         "version": build.version,
         "flavour": build.flavour,
         "engine": runner.engine_fingerprint(),
-        "driver": subprocess.run([driver(), "-r", "echo PHP_VERSION;"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "driver": native.version(driver()),
         "folders": folders,
         "jobs": jobs,
         "seconds": round(seconds, 1),

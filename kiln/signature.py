@@ -26,6 +26,9 @@ def verify(archive: Path, signature: Path, keys: Path) -> str:
             [gpg, "--homedir", home, "--batch", "--quiet", "--no-default-keyring",
              "--keyring", str(keyring), "--import", str(keys)], capture_output=True, text=True)
         if imported.returncode != 0 or not keyring.exists():
+            if "gpg-agent" in imported.stderr:  # gpg 2.4 (Debian 13) imports through the agent
+                raise KilnError(f"gpg cannot import the release keys in {keys} without gpg-agent: "
+                                "apt-get install gpg-agent (scripts/setup installs it)")
             raise KilnError(f"cannot read the release keys in {keys}: {imported.stderr.strip()[:200]}")
         # --status-fd: machine-readable outcome lines, so the message says what happened in
         # Kiln's words instead of quoting a fragment of gpgv's prose.

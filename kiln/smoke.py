@@ -11,7 +11,7 @@ from .errors import KilnError
 from .versions import Version, VersionRange
 
 _FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "flavours", "exit",
-           "stdout", "contains", "lacks", "status", "headers"}
+           "stdout", "stdout_file", "contains", "lacks", "status", "headers"}
 
 
 @dataclass
@@ -79,6 +79,17 @@ def _run_within(limit: float, module: Path, argv: list[str], **options) -> runne
     return outcome.get("result")  # type: ignore[return-value]
 
 
+def _first_difference(actual: str, expected: str) -> str:
+    """The first line where a long output departs from the expected one, for a one-line problem."""
+    actual_lines, expected_lines = actual.splitlines(), expected.splitlines()
+    for number, (got, wanted) in enumerate(zip(actual_lines, expected_lines), start=1):
+        if got != wanted:
+            return f"line {number} is {got[:160]!r}, expected {wanted[:160]!r}"
+    if len(actual_lines) != len(expected_lines):
+        return f"{len(actual_lines)} lines, expected {len(expected_lines)}"
+    return "differs in line endings or the final newline"
+
+
 def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Path) -> Outcome:
     outcome = Outcome(check["name"], check.get("why", ""), passed=False)
     # A check left running (below) may still hold its scratch folder: removing it is best effort.
@@ -104,6 +115,12 @@ def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Pat
         expected = check["stdout"].format(version=version)
         if result.stdout.decode(errors="replace") != expected:
             problems.append(f"stdout {result.stdout[:200]!r}, expected {expected!r}")
+    if "stdout_file" in check:
+        # Long expected outputs (produced once by native PHP) live beside the scripts.
+        expected = (fixtures / check["stdout_file"]).read_text()
+        actual = result.stdout.decode(errors="replace")
+        if actual != expected:
+            problems.append(f"stdout differs from {check['stdout_file']}: {_first_difference(actual, expected)}")
     for needle in check.get("contains", []):
         if needle.format(version=version) not in text:
             problems.append(f"output lacks {needle!r}")

@@ -4,11 +4,10 @@ The script is where the toolchain, flags and configure arguments meet; its text
 is this stage's tracked input, so any change to them reconfigures and rebuilds.
 """
 import hashlib
-import shutil
 
 from doit.tools import config_changed
 
-from kiln import atomic, library, patching, process, settings, tailcall_vm, templating, toolchain
+from kiln import atomic, library, native, patching, process, settings, tailcall_vm, templating, toolchain
 from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
@@ -23,6 +22,15 @@ VM_FILES = ("zend_vm_opcodes.h", "zend_vm_opcodes.c", "zend_vm_execute.h", "zend
 def libraries_of(build: Build) -> list[library.Library]:
     """The libraries the build's flavour links (lib_build:<name>), in recipe order."""
     return [library.get(name) for name in php().check_flavour(build.flavour).libraries]
+
+
+def native_php() -> str:
+    """The host PHP that runs Zend/zend_vm_gen.php (GOTO and TAILCALL VMs). Missing, the script
+    still renders (the graph loads); _configure then stops with the one-line error."""
+    try:
+        return native.binary("cli")
+    except KilnError:
+        return "php"
 
 
 def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
@@ -45,6 +53,7 @@ def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
         flavour_cflags=recipe.check_flavour(build.flavour).cflags,
         vm_files=VM_FILES,
         tailcall=tailcall_vm.tool(),
+        native_php=native_php() if vm.kind != "CALL" else None,
         epoch=settings.source_date_epoch(),
         autoconf=autoconf,
     )
@@ -59,9 +68,12 @@ def configure_patches(build: Build) -> list[list[str]]:
 @user_errors
 def _configure(build: Build, script_text: str, inputs: list):
     kind = php().vm_kind(build.version, build.flavour)
-    if kind != "CALL" and shutil.which("php") is None:
-        raise KilnError(f"{build.id}: vm_kind {kind} needs a native php to run Zend/zend_vm_gen.php: "
-                        "apt-get install php8.2-cli (or set the kind to CALL in languages/php/recipe.toml)")
+    if kind != "CALL":
+        try:
+            native.binary("cli")
+        except KilnError as exc:
+            raise KilnError(f"{build.id}: vm_kind {kind} runs Zend/zend_vm_gen.php with native PHP: {exc} "
+                            "(or set the kind to CALL in languages/php/recipe.toml)") from None
     atomic.write_text(build.script, script_text, mode=0o755)
     process.run_logged([str(build.script), "configure"], build.logs / "configure.log",
                        f"configure {build.id}")

@@ -25,18 +25,22 @@ def free_port() -> int:
 
 
 class Nginx:
-    def __init__(self, docroot: Path, fastcgi: str, keep_conn: bool = False, port: int = 0):
-        """`port` 0: a free one; give the old one to restart a site at the same address."""
+    def __init__(self, docroot: Path, fastcgi: str, keep_conn: bool = False, port: int = 0,
+                 header_buffers: str | None = None):
+        """`port` 0: a free one; give the old one to restart a site at the same address.
+        `header_buffers`: large_client_header_buffers, e.g. "4 64k" (nginx's default 4 8k)."""
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             pytest.fail("nginx is not installed: run scripts/setup")
         self.state = Path(tempfile.mkdtemp(prefix="kiln-nginx-"))
+        self.state.chmod(0o711)   # nginx's workers (user nobody) reach body/ for bodies over 16k
         self.port = port or free_port()
         target = f"unix:{fastcgi}" if fastcgi.startswith("/") else fastcgi
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"))
         conf = env.get_template("nginx-php-fpm.conf.j2").render(
             state=self.state, port=self.port, docroot=docroot, keep_conn=keep_conn,
-            fastcgi=target, upstream="php" if keep_conn else target)
+            fastcgi=target, upstream="php" if keep_conn else target,
+            header_buffers=header_buffers)
         (self.state / "nginx.conf").write_text(conf)
         self.proc = subprocess.Popen([binary, "-c", str(self.state / "nginx.conf"), "-p", str(self.state)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

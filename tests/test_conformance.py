@@ -1,9 +1,11 @@
 """The conformance stage: PHP's own run-tests.php against both testable builds.
 
-Slow: it runs ~480 of PHP's tests per release through the Wasmtime runner (-j2). The floor
-is the rate measured on this machine minus a small margin (docs/conformance.md has the figures).
+Slow: it runs ~1,400 of PHP's tests per release (eight folders, recipe.toml) through the
+Wasmtime runner (-j2), about three minutes each. The floor is the issue's 99%; the rates
+measured on this machine are in docs/conformance.md.
 """
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from kiln import conformance  # noqa: E402
 
-PASS_RATE_FLOOR = {"7.4.33": 0.99, "8.2.32": 0.99}  # the issue's target; measured 99.8% both (docs/conformance.md)
+PASS_RATE_FLOOR = {"7.4.33": 0.99, "8.2.32": 0.99}  # the issue's target; measured on this machine in docs/conformance.md
 SKIPS = ROOT / "languages" / "php" / "conformance-skips.toml"
 
 
@@ -60,3 +62,5 @@ def test_conformance(php_builds, version):
         f"{version}: {totals['rate']:.1%} < floor; failing: {[f['test'] for f in data['failing']]}"
     # php://stdin and friends (patch 0008) and terminal detection (run-tests on a pty).
     assert not [f["test"] for f in data["failing"] if "stream_isatty" in f["test"]]
+    # 64-bit integers (patch 0015): no test may skip itself for the integer size any more.
+    assert not [s for s in data["skipped_by_tests"] if re.search(r"64 ?-?bit", s["reason"], re.I)]

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import requests
 
 from doit_run import build
 from kiln.layout import Build
+from kiln.pool import fastcgi
 from nginx import Nginx, PoolProcess
 
 pytestmark = pytest.mark.slow
@@ -39,6 +41,9 @@ PAGES = {
     "sleep.php": '<?php $t = microtime(true); while (microtime(true) - $t < 1.0) {} echo "slept\\n";',
     "bomb.php": '<?php ini_set("memory_limit", "-1"); $a = []; while (true) { $a[] = str_repeat("x", 1 << 20); }',
     "trap.php": '<?php function f($n) { return f($n + 1) + 1; } f(0);',
+    "heads.php": '<?php $x = 0; foreach ($_SERVER as $k => $v) { if (strncmp($k, "HTTP_X_", 7) == 0) $x++; }'
+                 ' echo json_encode(["x" => $x, "cookie" => strlen($_COOKIE["k"] ?? ""),'
+                 ' "pad" => strlen($_SERVER["HTTP_PAD"] ?? ""), "body" => strlen(file_get_contents("php://input"))]);',
 }
 
 
@@ -50,6 +55,9 @@ def pool_process(module: Path, docroot: Path, workers: int = 2, max_requests: in
 
 @pytest.fixture(scope="module")
 def module():
+    explicit = os.environ.get("KILN_TEST_PHP_CGI")   # as tests/test_server.py: no build
+    if explicit:
+        return Path(explicit)
     build(f"php_smoke:{BUILD.id}")
     path = BUILD.module("php-cgi", aot=True)
     assert path.is_file(), path
@@ -374,3 +382,88 @@ def test_a_killed_worker_leaves_no_sqlite_lock_behind(sqlite_served):
         assert response.status_code == 200 and response.text == "0\n", (response.text, nginx.error_log())
         assert time.monotonic() - started < 1.5
     assert "removed the stale SQLite lock" in pool.text()
+
+
+# -- issue 27: large heads -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def counted(module, docroot):
+    """A pool in this process (its own counters readable), real nginx in front with its header
+    buffers raised from 4 8k to 4 64k."""
+    from kiln.pool.__main__ import config_from, parser
+    from kiln.pool.supervisor import Pool
+    state = Path(tempfile.mkdtemp(prefix="kiln-pool-heads-"))
+    state.chmod(0o755)
+    address = str(state / "pool.sock")
+    pool = Pool(config_from(parser().parse_args([
+        "--module", str(module), "--docroot", str(docroot), "--listen", address, "--workers", "2",
+        "--request-terminate-timeout", "20"])), log=lambda line: None).start()
+    nginx = Nginx(docroot, address, header_buffers="4 64k")
+    yield pool, nginx, address
+    nginx.stop()
+    pool.stop()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def _untouched(pool) -> None:
+    assert pool.stats == {**pool.stats, "replaced": 0, "timeouts": 0, "crashes": 0}, pool.stats
+
+
+def test_large_heads_through_nginx_are_answered_and_hold_no_worker(counted):
+    pool, nginx, _ = counted
+    served = pool.stats["served"]
+    cookie = requests.get(nginx.url + "/heads.php", cookies={"k": "c" * 61_440}, timeout=10)
+    assert cookie.status_code == 200 and cookie.json()["cookie"] == 61_440, nginx.error_log()
+    # Just under 64 KiB in nginx's one PARAMS record: re-cut into two for PHP.
+    near = requests.get(nginx.url + "/heads.php", headers={"Pad": "p" * 64_000}, timeout=10)
+    assert near.status_code == 200 and near.json()["pad"] == 64_000, nginx.error_log()
+    big = requests.post(nginx.url + "/heads.php", cookies={"k": "c" * 61_440},
+                        headers={f"X-{i}": "y" for i in range(50)}, data=os.urandom(5 * 1024 * 1024),
+                        timeout=10)
+    assert big.status_code == 200, nginx.error_log()[-400:]
+    assert big.json() == {"x": 50, "cookie": 61_440, "pad": 0,
+                                                     "body": 5 * 1024 * 1024}
+    # Thousands of lines nginx refuses itself even with 4 64k buffers (400 "Request Header Or
+    # Cookie Too Large"), and over 64 KiB of params it cannot send in its one PARAMS record
+    # (500, "fastcgi request record is too big"): either way no worker sees the request.
+    many = requests.get(nginx.url + "/heads.php", headers={f"X-{i}": "y" for i in range(5_000)}, timeout=10)
+    assert many.status_code in (400, 500), many.text
+    assert pool.stats["served"] == served + 3
+    _untouched(pool)
+
+
+def _fastcgi_get(address: str, params_records: bytes, body: bytes = b"") -> bytes:
+    """One request straight to the pool's socket: BEGIN, the given PARAMS records, STDIN."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(address)
+        s.sendall(fastcgi.begin_request(1, keep_conn=False) + params_records
+                  + fastcgi.encode(fastcgi.PARAMS, 1) + fastcgi.encode(fastcgi.STDIN, 1, body)
+                  + (fastcgi.encode(fastcgi.STDIN, 1) if body else b""))
+        out, stream = b"", s.makefile("rb")
+        while (record := fastcgi.read_record(stream)) and record.type != fastcgi.END_REQUEST:
+            out += record.content if record.type == fastcgi.STDOUT else b""
+        return out
+
+
+def _raw_record(rtype: int, content: bytes) -> bytes:
+    """A record as nginx writes one: padded to 8 however long it is."""
+    pad = -len(content) % 8
+    return struct.pack("!BBHHBx", 1, rtype, 1, len(content), pad) + content + b"\0" * pad
+
+
+@pytest.mark.parametrize("total", [65_528, 65_529, 65_535])
+def test_params_records_php_would_refuse_are_recut_by_the_pool(counted, docroot, total):
+    """nginx's one PARAMS record of 65,529 to 65,535 bytes has 1 to 7 bytes of padding: over PHP's
+    65,535-byte buffer (php-fpm refuses it). A pair may also continue into the next record."""
+    pool, _, address = counted
+    params = {"SCRIPT_FILENAME": str(docroot / "heads.php"), "REQUEST_METHOD": "GET", "HTTP_PAD": ""}
+    pad = total - len(fastcgi.encode_params(params)) - 3
+    params["HTTP_PAD"] = "p" * pad
+    data = fastcgi.encode_params(params)
+    assert len(data) == total
+    for records in (_raw_record(fastcgi.PARAMS, data),
+                    _raw_record(fastcgi.PARAMS, data[:100]) + _raw_record(fastcgi.PARAMS, data[100:])):
+        out = _fastcgi_get(address, records)
+        assert b'"pad":%d' % pad in out, out[:300]
+    _untouched(pool)

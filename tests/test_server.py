@@ -490,6 +490,45 @@ def test_malformed_requests_are_refused_and_the_server_carries_on(started, site,
     assert c.get("/env.php")[0] == 200          # the next good request is served
 
 
+def _head(lines: list[str], target: str = "/env.php") -> bytes:
+    return (f"GET {target} HTTP/1.1\r\nHost: x\r\n" + "".join(l + "\r\n" for l in lines)
+            + "Connection: close\r\n\r\n").encode("latin-1")
+
+
+def test_header_limits_answer_431_at_once_and_are_configurable(started, site):
+    _, c = fake(started, site, max_header_lines=50, max_header_size=8 * 1024)
+    assert raw_status(c.raw(_head([f"X-{i}: y" for i in range(48)]))) == 200   # + Host, Connection
+    for lines, status in (([f"X-{i}: y" for i in range(49)], 431),
+                          ([f"X-A: {'a' * 8_000}", f"X-B: {'b' * 200}"], 431),
+                          ([], 414)):
+        started_at = time.monotonic()
+        reply = c.raw(_head(lines, "/env.php?" + "q" * 9_000 if status == 414 else "/env.php"))
+        assert raw_status(reply) == status, reply[:200]
+        assert time.monotonic() - started_at < 5
+    assert c.get("/env.php")[0] == 200
+
+
+def test_a_header_php_could_not_be_given_is_431_whatever_the_size_limit(started, site):
+    # Lines of one name are joined into one CGI variable: two cookies of 40 KB are one of 80.
+    _, c = fake(started, site, max_header_size=1024 * 1024, max_header_lines=10_000)
+    assert raw_status(c.raw(_head([f"Cookie: a={'a' * 40_000}", f"Cookie: b={'b' * 40_000}"]))) == 431
+    assert raw_status(c.raw(_head([], "/env.php?" + "q" * 70_000))) == 414
+    assert raw_status(c.raw(_head([f"Cookie: a={'a' * 60_000}"]))) == 200
+    assert raw_status(c.raw(_head([f"X-{i}: y" for i in range(9_000)]))) == 200
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("--max-header-lines=0", "must be above 0"), ("--max-header-lines=many", "is not a whole number"),
+    ("--max-header-size=100", "must be 1K or more"), ("--max-header-size=lots", "expected a size"),
+])
+def test_header_limit_options_refuse_bad_values_in_one_line(tmp_path, capsys, argument, message):
+    from kiln.server import cli
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--docroot", str(tmp_path), argument])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_client_stalling_inside_a_request_gets_408(started, site):
     _, c = fake(started, site, keepalive_timeout=0.5)
     assert raw_status(c.raw(b"GET /env.php HTTP/1.1\r\nHost: x\r\n")) == 408
@@ -867,6 +906,73 @@ def test_php_state_does_not_outlive_its_request(php):
         '<?php echo function_exists("kiln_seen") ? "kept" : "fresh", " ", $GLOBALS["n"] ?? 0, "\\n";'
         ' if (!function_exists("kiln_seen")) { function kiln_seen() {} } $GLOBALS["n"] = 1;')
     assert [c.get("/state.php")[2] for _ in range(3)] == [b"fresh 0\n"] * 3
+
+
+HEADS_PHP = """<?php
+$x = 0; $params = 0;
+foreach ($_SERVER as $k => $v) {
+    if (strncmp($k, "HTTP_X_", 7) == 0) $x++;
+    // What this variable took in FastCGI params (PHP's own few, REQUEST_TIME..., add ~100).
+    if (is_string($v)) $params += strlen($k) + strlen($v) + (strlen($k) > 127 ? 4 : 1) + (strlen($v) > 127 ? 4 : 1);
+}
+echo json_encode(["x" => $x, "cookie" => strlen($_COOKIE["k"] ?? ""), "params" => $params,
+                  "body" => strlen(file_get_contents("php://input"))]);"""
+
+
+def _heads(c: Client, lines: list[str], body: bytes = b"") -> dict:
+    method = "POST" if body else "GET"
+    head = (f"{method} /heads.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + (f"Content-Length: {len(body)}\r\n" if body else "")
+            + "".join(line + "\r\n" for line in lines) + "\r\n")
+    started = time.monotonic()
+    reply = c.raw(head.encode("latin-1") + body, timeout=10)   # far from the 20 s time limit
+    assert raw_status(reply) == 200, reply[:300]
+    assert time.monotonic() - started < 10
+    return json.loads(reply.partition(b"\r\n\r\n")[2])
+
+
+def _pads(total: int) -> list[str]:
+    """Four X-Pad lines whose CGI variables take `total` bytes of FastCGI params."""
+    each = total // 4 - len("HTTP_X_PAD_0") - 5
+    return [f"X-Pad-{i}: {'p' * each}" for i in range(4)]
+
+
+@pytest.mark.slow
+def test_php_large_heads_are_answered_and_hold_no_worker(php):
+    """Issue 27: over 64 KiB of params hung the worker until the time limit (504, replaced)."""
+    s, c, docroot = php(workers=2, max_header_lines=6_000, max_header_size=256 * 1024)
+    (docroot / "heads.php").write_text(HEADS_PHP)
+    base = _heads(c, [])["params"]
+    assert _heads(c, [f"X-{i}: y" for i in range(5_000)])["x"] == 5_000
+    assert _heads(c, [f"Cookie: k={'c' * 61_440}"])["cookie"] == 61_440
+    under = _heads(c, _pads(65_000 - base))
+    assert under["x"] == 4 and 64_000 < under["params"] <= 65_000       # one PARAMS record
+    over = _heads(c, _pads(66_500 - base))
+    assert over["x"] == 4 and 66_400 < over["params"] <= 66_500         # two
+    post = _heads(c, [f"X-{i}: y" for i in range(5_000)] + [f"Cookie: k={'c' * 61_440}"],
+                  body=os.urandom(5 * 1024 * 1024))
+    assert post == {**post, "x": 5_000, "cookie": 61_440, "body": 5 * 1024 * 1024}
+    assert post["params"] > 120_000          # several PARAMS records
+    pool = getattr(s.app.backend, "pool", None)
+    if pool:    # worker isolation: the pool's own counters
+        assert pool.stats == {**pool.stats, "replaced": 0, "timeouts": 0, "crashes": 0}
+        assert pool.stats["served"] == 6
+
+
+@pytest.mark.slow
+def test_php_heads_over_the_limits_are_refused_before_php(php):
+    s, c, docroot = php(workers=2)          # the defaults: 100 lines, 64 KiB
+    (docroot / "heads.php").write_text(HEADS_PHP)
+    assert _heads(c, [f"X-{i}: y" for i in range(98)])["x"] == 98     # + Host, Connection
+    # Too many lines; a head over 64 KiB; a head under it with one field PHP cannot be given.
+    for lines in ([f"X-{i}: y" for i in range(99)], [f"X-A: {'a' * 66_000}"],
+                  [f"Cookie: k={'c' * 65_000}"]):
+        head = "GET /heads.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + \
+            "".join(line + "\r\n" for line in lines) + "\r\n"
+        assert raw_status(c.raw(head.encode())) == 431
+    pool = getattr(s.app.backend, "pool", None)
+    if pool:
+        assert pool.stats == {**pool.stats, "served": 1, "replaced": 0}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,13 @@
 
 Only what a responder pool needs: records are read whole, with every field checked, so a
 malformed or hostile stream is refused with ProtocolError instead of being guessed at.
+
+Records are written as PHP's reader (main/fastcgi.c, fcgi_read_request) can take them, which is
+narrower than the specification: it reads a record's content and padding into one 65,535-byte
+buffer and refuses a record whose length + padding is larger, and it decodes each PARAMS record
+on its own, so a name-value pair may not continue into the next record. Hence content is cut
+at 65,528 bytes (a multiple of 8: no padding), and PARAMS only between pairs. Written any other
+way, PHP drops the request and its loop goes on reading inside the broken stream.
 """
 
 from __future__ import annotations
@@ -16,12 +23,17 @@ GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
 RESPONDER = 1
 KEEP_CONN = 1
 REQUEST_COMPLETE = 0
-MAX_CONTENT = 0xFFFF
+MAX_CONTENT = 0xFFFF        # the specification's limit on one record's content
+MAX_PART = 0xFFF8           # what Kiln writes: with its padding still within PHP's 65,535
 _HEADER = struct.Struct("!BBHHBx")
 
 
 class ProtocolError(Exception):
     """The peer sent something that is not a well-formed FastCGI record stream."""
+
+
+class ParamTooLarge(ValueError):
+    """One name-value pair longer than a PARAMS record can carry to PHP."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +47,11 @@ class Record:
 
 
 def encode(rtype: int, request_id: int, content: bytes = b"") -> bytes:
-    """One or more records carrying `content` (split at 64 KiB), padded to 8 bytes."""
+    """One or more records carrying `content` (split at MAX_PART), padded to 8 bytes."""
     out = []
     view = memoryview(content)
     while True:
-        part, view = view[:MAX_CONTENT], view[MAX_CONTENT:]
+        part, view = view[:MAX_PART], view[MAX_PART:]
         pad = -len(part) % 8
         out.append(_HEADER.pack(VERSION, rtype, request_id, len(part), pad) + bytes(part) + b"\0" * pad)
         if not view:
@@ -78,17 +90,37 @@ def _length(n: int) -> bytes:
     return bytes([n]) if n < 128 else struct.pack("!I", n | 0x80000000)
 
 
-def encode_params(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:
+def _pairs(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[tuple[str, bytes]]:
     items = params.items() if isinstance(params, Mapping) else params
-    out = bytearray()
     for name, value in items:
         n, v = name.encode("latin-1"), value.encode("utf-8", "surrogateescape")
-        out += _length(len(n)) + _length(len(v)) + n + v
-    return bytes(out)
+        yield name, _length(len(n)) + _length(len(v)) + n + v
 
 
-def decode_params(data: bytes) -> dict[str, str]:
-    params, i = {}, 0
+def encode_params(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:
+    return b"".join(pair for _, pair in _pairs(params))
+
+
+def encode_params_records(request_id: int, params) -> bytes:
+    """PARAMS records carrying `params`, each holding whole pairs (at most MAX_PART bytes), and
+    no end-of-params record. Raises ParamTooLarge for a pair that no record can hold."""
+    out, part = [], bytearray()
+    for name, pair in _pairs(params):
+        if len(pair) > MAX_PART:
+            raise ParamTooLarge(f"parameter {name[:40]} is {len(pair)} bytes encoded, over the "
+                                f"{MAX_PART} that one FastCGI record carries to PHP")
+        if len(part) + len(pair) > MAX_PART:
+            out.append(encode(PARAMS, request_id, bytes(part)))
+            part = bytearray()
+        part += pair
+    if part:
+        out.append(encode(PARAMS, request_id, bytes(part)))
+    return b"".join(out)
+
+
+def decode_pairs(data: bytes) -> list[tuple[str, str]]:
+    """The name-value pairs of PARAMS content, in order, a name sent twice kept twice."""
+    pairs, i = [], 0
 
     def length() -> int:
         nonlocal i
@@ -108,9 +140,13 @@ def decode_params(data: bytes) -> dict[str, str]:
             raise ProtocolError("name-value pair longer than its record")
         name = data[i:i + nlen].decode("latin-1")
         value = data[i + nlen:i + nlen + vlen].decode("utf-8", "surrogateescape")
-        params[name] = value
+        pairs.append((name, value))
         i += nlen + vlen
-    return params
+    return pairs
+
+
+def decode_params(data: bytes) -> dict[str, str]:
+    return dict(decode_pairs(data))
 
 
 def begin_request(request_id: int, keep_conn: bool) -> bytes:
@@ -123,10 +159,8 @@ def end_request_body(app_status: int = 0) -> bytes:
 
 def request(request_id: int, params, body: bytes = b"", keep_conn: bool = False) -> bytes:
     """Every record of one request, BEGIN through the empty STDIN."""
-    out = [begin_request(request_id, keep_conn)]
-    if params:
-        out.append(encode(PARAMS, request_id, encode_params(params)))
-    out.append(encode(PARAMS, request_id))
+    out = [begin_request(request_id, keep_conn), encode_params_records(request_id, params),
+           encode(PARAMS, request_id)]
     if body:
         out.append(encode(STDIN, request_id, body))
     out.append(encode(STDIN, request_id))

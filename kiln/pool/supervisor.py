@@ -224,7 +224,11 @@ class Pool:
                             sent.append(True)
                         except OSError:
                             sent.append(False)   # the client left; the worker still finishes
-                self.handle(request_id, records, send)
+                if isinstance(records, str):
+                    self.log(f"pool: request refused: {records}")
+                    _send_error(send, "431 Request Header Fields Too Large", records)
+                else:
+                    self.handle(request_id, records, send)
                 if not keep or (sent and not sent[-1]):
                     return
         except fastcgi.ProtocolError as e:
@@ -234,12 +238,15 @@ class Pool:
             conn.close()
 
     def _read_request(self, stream, conn):
-        """(request_id, records for the worker, keep_conn) or None at end of connection."""
+        """(request_id, records for the worker or why it is refused, keep_conn), or None at
+        the end of the connection."""
         parts: list[bytes] = []
         size = 0
         request_id = None
         keep = False
         params_done = False
+        params = bytearray()
+        refused = ""     # why no worker can be given this request (answered 431 instead)
         while True:
             record = fastcgi.read_record(stream)
             if record is None:
@@ -271,20 +278,30 @@ class Pool:
                 # says (an aborted request still ends with END_REQUEST).
                 conn.sendall(fastcgi.encode(fastcgi.END_REQUEST, request_id, fastcgi.end_request_body(0)))
                 return self._read_request(stream, conn) if keep else None
-            if record.type == fastcgi.PARAMS and not params_done:
-                params_done = not record.content
-                if not params_done:
-                    fastcgi.decode_params(record.content)  # refuse malformed pairs here, not in PHP
-            elif record.type == fastcgi.STDIN and params_done:
-                pass
-            else:
-                raise fastcgi.ProtocolError(f"unexpected record type {record.type} in a request")
             size += len(record.content)
             if size > self.config.max_request_size:
                 raise fastcgi.ProtocolError(f"request larger than {self.config.max_request_size} bytes")
-            parts.append(record.encode())
+            if record.type == fastcgi.PARAMS and not params_done:
+                if record.content:
+                    params += record.content
+                    continue
+                # Re-cut as PHP reads them (kiln/pool/fastcgi.py): nginx sends up to 65,535
+                # bytes in one record, which with its padding PHP refuses; the specification
+                # lets a pair continue into the next record, which PHP cannot decode.
+                # Malformed pairs are refused here, not in PHP.
+                params_done = True
+                try:
+                    parts.append(fastcgi.encode_params_records(
+                        request_id, fastcgi.decode_pairs(bytes(params))))
+                except fastcgi.ParamTooLarge as e:
+                    refused = str(e)
+                parts.append(record.encode())
+            elif record.type == fastcgi.STDIN and params_done:
+                parts.append(record.encode())
+            else:
+                raise fastcgi.ProtocolError(f"unexpected record type {record.type} in a request")
             if record.type == fastcgi.STDIN and not record.content:
-                return request_id, b"".join(parts), keep
+                return request_id, refused or b"".join(parts), keep
 
     def _listen(self, address: str) -> socket.socket:
         if "/" in address:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .. import runner
+from .. import native, runner
 from ..errors import KilnError
 from ..pool import fastcgi
 from ..pool.supervisor import Pool, PoolConfig
@@ -96,8 +96,12 @@ class PoolBackend:
                 out.extend(content)
             elif rtype == fastcgi.STDERR:
                 err.extend(content)
-        # FCGI_KEEP_CONN: the worker's stream stays open for the next request (patch 0013).
-        outcome = self.pool.handle(1, fastcgi.request(1, env, body, keep_conn=True), send)
+        try:
+            # FCGI_KEEP_CONN: the worker's stream stays open for the next request (patch 0013).
+            records = fastcgi.request(1, env, body, keep_conn=True)
+        except fastcgi.ParamTooLarge as e:   # the front refuses such heads first (431, 414)
+            return CgiResult(-1, b"", b"", error=str(e))
+        outcome = self.pool.handle(1, records, send)
         truncated = self.max_output is not None and len(out) > self.max_output
         return CgiResult(0, bytes(out), bytes(err), timed_out=outcome == "timeout",
                          crashed=outcome == "crash", truncated=truncated)
@@ -115,7 +119,8 @@ class NativeBackend:
     def __init__(self, binary: Path, max_output: int | None, cwd: Path):
         self.path = Path(binary)
         if not os.access(self.path, os.X_OK):
-            raise KilnError(f"{self.path}: not an executable php-cgi (apt-get install php8.2-cgi)")
+            raise KilnError(f"{self.path}: not an executable php-cgi "
+                            f"(apt-get install php{native.release()}-cgi)")
         self.max_output = max_output
         self.cwd = cwd
 

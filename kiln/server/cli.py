@@ -78,6 +78,11 @@ def parser(prog: str = "python -m kiln.server") -> argparse.ArgumentParser:
                    help="wall-clock limit per script, answered with 504 (default 30)")
     p.add_argument("--max-body", type=_size, default=64 * MiB, metavar="BYTES",
                    help="request body cap, answered with 413 (default 64M)")
+    p.add_argument("--max-header-size", type=_size, default=64 * 1024, metavar="BYTES",
+                   help="request line and header lines together, answered with 431 "
+                        "(default 64K; nginx: 4 x 8K)")
+    p.add_argument("--max-header-lines", type=cliargs.positive_int, default=100, metavar="N",
+                   help="header lines in a request, answered with 431 (default 100)")
     p.add_argument("--max-response", type=_size, default=256 * MiB, metavar="BYTES",
                    help="script output cap, answered with 502 (default 256M)")
     p.add_argument("--memory", type=cliargs.number(int, 0, "a whole number of MB"), default=512, metavar="MB",
@@ -115,6 +120,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.server")
     label = prog.removeprefix("python -m ")
     if ns.max_response == 0:
         p.error("argument --max-response: 0 must be above 0")
+    if ns.max_header_size < 1024:
+        p.error(f"argument --max-header-size: {ns.max_header_size} must be 1K or more")
     if ns.native_cgi and ns.isolation == "worker":
         p.error("--isolation worker needs a php-cgi.wasm module (--php or --module); "
                 "--native-cgi always runs a process per request")
@@ -138,6 +145,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m kiln.server")
             tmp_dir=ns.tmp, opcache=not ns.no_opcache, opcache_dir=ns.opcache_dir,
             ini_file=ns.ini, ini=dict(ns.define), env=dict(ns.env),
             timeout=ns.timeout, max_body=ns.max_body, max_response=ns.max_response,
+            max_header_size=ns.max_header_size, max_header_lines=ns.max_header_lines,
             memory_mb=ns.memory or None, workers=ns.workers,
             front_controller=None if ns.front_controller.lower() == "none" else ns.front_controller,
             trust_forwarded=ns.trust_forwarded, tls_cert=ns.tls_cert, tls_key=ns.tls_key,

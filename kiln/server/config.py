@@ -45,6 +45,8 @@ class ServerConfig:
     env: Mapping[str, str] = field(default_factory=dict)   # extra guest environment
     timeout: float = 30.0                          # wall-clock seconds per script
     max_body: int = 64 * MiB                       # request body cap (413)
+    max_header_size: int = 64 * 1024               # request line + header lines (431; 414 line)
+    max_header_lines: int = 100                    # header lines (431), Apache's LimitRequestFields
     max_response: int = 256 * MiB                  # script output cap (502)
     memory_mb: int | None = 512                    # linear memory cap per instance
     workers: int = 0                               # scripts at once (0: 2 x cores, at least 4)

@@ -3,11 +3,13 @@
 Framing is h11's: request line, header fields, Content-Length and chunk sizes are parsed by its
 grammar (a chunk size is 1-20 hex digits, so `-1`, `0x10` and `1_0` are refused, and the CRLF
 after each chunk is checked), never by int(). What h11 refuses is answered with its status hint
-(400, 501 for transfer codings other than chunked; a head over MAX_HEAD is measured here: 414
-or 431) and the connection closed: after a framing error nobody knows where the next request
-would start. The thread and the server carry on. On top of h11 this layer refuses what h11 accepts but
+(400, 501 for transfer codings other than chunked; a head over --max-header-size is measured
+here: 414 or 431) and the connection closed: after a framing error nobody knows where the next
+request would start. The thread and the server carry on. On top of h11 this layer refuses what h11 accepts but
 nginx does not: Transfer-Encoding together with Content-Length (request smuggling) and a
-malformed Host.
+malformed Host. Heads are limited here, before any worker is involved (docs/server.md): the
+whole head's size and the number of header lines (431), and one field or target that could not
+reach PHP in one FastCGI record (431, 414).
 """
 from __future__ import annotations
 
@@ -23,13 +25,17 @@ from typing import TYPE_CHECKING
 import h11
 
 from ..cgi import clean
+from ..pool import fastcgi
 from .config import SERVER_SOFTWARE
 from .messages import Request, Response, error_response
 
 if TYPE_CHECKING:
     from .lifecycle import Server
 
-MAX_HEAD = 64 * 1024        # request line + header fields; past it 414 (line) or 431
+# One header (its lines of one name, joined as the CGI variable is) or the request target: PHP
+# reads each FastCGI name-value pair from one record (kiln/pool/fastcgi.py, MAX_PART); 1 KiB is
+# left for the variable's name and the docroot that PATH_TRANSLATED puts before the path.
+MAX_FIELD = fastcgi.MAX_PART - 1024
 _RECV = 64 * 1024
 _HOST_HEADER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 
@@ -66,7 +72,7 @@ class Connection(socketserver.BaseRequestHandler):
         if self.server.ssl_context is not None:
             self.request = self.server.ssl_context.wrap_socket(self.request, server_side=True)
         self.connection = self.request
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=kiln.config.max_header_size)
         self.started = time.monotonic()
         self.linger = False
         kiln._register(self)
@@ -101,14 +107,27 @@ class Connection(socketserver.BaseRequestHandler):
     def _check_head(self) -> None:
         # h11 only measures a head it is still waiting for; one that arrived whole in a
         # single read would pass at any size, so it is measured here before h11 parses it.
+        limit = self.server.kiln.config.max_header_size
         pending = self.h11.trailing_data[0]
         ends = [i for i in (pending.find(b"\r\n\r\n"), pending.find(b"\n\n")) if i >= 0]
-        if (min(ends) if ends else len(pending)) <= MAX_HEAD:
+        if (min(ends) if ends else len(pending)) <= limit:
             return
         line = pending.find(b"\n")
-        if line < 0 or line > MAX_HEAD:
+        if line < 0 or line > limit:
             raise _Refused(error_response(414, "request line over the limit"))
-        raise _Refused(error_response(431, "header block over the limit"))
+        raise _Refused(error_response(431, "header block over --max-header-size"))
+
+    def _check_fields(self, target: str, headers: list[tuple[str, str]]) -> None:
+        if len(headers) > self.server.kiln.config.max_header_lines:
+            raise _Refused(error_response(431, "more header lines than --max-header-lines"))
+        if len(target) > MAX_FIELD:
+            raise _Refused(error_response(414, "request target over what PHP can be given"))
+        joined: dict[str, int] = {}
+        for name, value in headers:
+            key = name.lower()
+            joined[key] = joined.get(key, -2) + 2 + len(name) + len(value)
+        if max(joined.values(), default=0) > MAX_FIELD:
+            raise _Refused(error_response(431, "a header over what PHP can be given"))
 
     def _next_event(self):
         while True:
@@ -153,6 +172,7 @@ class Connection(socketserver.BaseRequestHandler):
         self.method = event.method.decode("ascii")
         self.target = event.target.decode("ascii")
         headers = [(n.decode("ascii"), v.decode("latin-1")) for n, v in event.headers.raw_items()]
+        self._check_fields(self.target, headers)
         names = {n.lower() for n, _ in headers}
         if "transfer-encoding" in names and "content-length" in names:
             raise _Refused(error_response(400, "both Transfer-Encoding and Content-Length"))
