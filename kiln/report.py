@@ -29,9 +29,16 @@ def _size(path: Path) -> int | None:
 
 def _smoke_summary(report: Path, failed: Path) -> dict | None:
     smoke = _read(report) or _read(failed)
-    return None if smoke is None else {
+    if smoke is None:
+        return None
+    edge = smoke.get("runtimes", {}).get("wasmedge", {})
+    return {
         "passed": smoke["passed"],
         "checks": {c["name"]: c["passed"] for c in smoke["checks"]},
+        # Per check: "passed", "failed" or "not run" under WasmEdge, and which one (or why none).
+        "wasmedge": {c["name"]: c.get("runtimes", {}).get("wasmedge", "not run") for c in smoke["checks"]},
+        "wasmedge_runtime": (f"WasmEdge {edge['version']}" if "version" in edge
+                             else f"not run: {edge.get('not_run', 'this smoke record predates it')}"),
     }
 
 

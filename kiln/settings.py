@@ -89,6 +89,16 @@ def images_enabled() -> bool:
     return os.environ.get("KILN_IMAGES", "on").lower() not in ("off", "0", "no", "false")
 
 
+def wasmedge_enabled() -> bool:
+    """KILN_WASMEDGE=off: the smoke checks run under Wasmtime alone. Otherwise (auto, the default)
+    they run under WasmEdge too, provisioned by the wasmedge stage where the machine has none
+    (kiln/wasmedge.py); where that is impossible the checks say "not run" and why."""
+    value = os.environ.get("KILN_WASMEDGE", "auto").strip().lower() or "auto"
+    if value not in ("auto", "off"):
+        raise KilnError(f"KILN_WASMEDGE={value!r} is not one of auto, off: fix or unset it")
+    return value == "auto"
+
+
 def optimize_enabled() -> bool:
     """KILN_OPTIMIZE=on adds the optimized modules (wasm-opt, bin/<module>.opt.wasm) and their
     smoke checks to `php:<build>`. Off by default: wasm-opt -Oz takes minutes per module here

@@ -1,6 +1,7 @@
 """Run the smoke checks a recipe declares (languages/<name>/smoke/checks.toml)."""
 from __future__ import annotations
 
+import functools
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
@@ -90,7 +91,12 @@ def _first_difference(actual: str, expected: str) -> str:
     return "differs in line endings or the final newline"
 
 
-def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Path) -> Outcome:
+def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Path,
+              execute=None) -> Outcome:
+    """Run one check and judge what it printed. `execute(module, argv, env=, stdin=, preopens=)`
+    runs the guest on another runtime (kiln/wasmedge.py); the default is Kiln's Wasmtime runner
+    with CHECK_LIMIT. Either returns a runner.RunResult, or None when the guest did not end."""
+    execute = execute or functools.partial(_run_within, CHECK_LIMIT)
     outcome = Outcome(check["name"], check.get("why", ""), passed=False)
     # A check left running (below) may still hold its scratch folder: removing it is best effort.
     with tempfile.TemporaryDirectory(prefix="kiln-smoke-", ignore_cleanup_errors=True) as scratch:
@@ -99,9 +105,9 @@ def run_check(check: dict, version: str, modules: dict[str, Path], fixtures: Pat
             host = Path(scratch) if grant["host"] == "@tmp" else fixtures / grant["host"]
             grants.append(runner.Preopen(host, grant["guest"], writable=grant.get("writable", False)))
         module = modules[check["module"]]
-        result = _run_within(CHECK_LIMIT, module, [check["module"], *check.get("argv", [])],
-                             env=check.get("env", {}), stdin=check.get("stdin", "").encode(),
-                             preopens=grants)
+        result = execute(module, [check["module"], *check.get("argv", [])],
+                         env=check.get("env", {}), stdin=check.get("stdin", "").encode(),
+                         preopens=grants)
     if result is None:
         outcome.problems.append(f"no answer within {CHECK_LIMIT:g} s (left running until this build ends)")
         return outcome

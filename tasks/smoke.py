@@ -1,9 +1,11 @@
-"""smoke: run the recipe's smoke checks on a build's precompiled modules."""
+"""smoke: run the recipe's smoke checks on a build's precompiled modules (Wasmtime), and on its
+modules under WasmEdge where the wasmedge stage provides one."""
+import functools
 import platform
 from dataclasses import asdict
 from pathlib import Path
 
-from kiln import atomic, runner, smoke
+from kiln import atomic, runner, smoke, wasmedge
 from kiln.errors import KilnError
 from kiln.layout import Build
 
@@ -14,22 +16,42 @@ FIXTURES = php().folder / "smoke"
 CHECKS = FIXTURES / "checks.toml"
 
 
-def _check(build: Build, modules: dict, report: Path):
+def _check(build: Build, modules: dict, report: Path, wasm: dict | None = None):
+    """Every check under Wasmtime (the precompiled `modules`), and, given the plain `wasm`
+    modules, under WasmEdge too where the wasmedge stage found or made one (kiln/wasmedge.py).
+    A failure on either runtime fails the stage; a runtime that could not run says why."""
     checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour)]
-    outcomes = []
+    edge = wasmedge.read_state() if wasm else "not asked for these modules"
+    outcomes, on_edge = [], []
     for check in checks:
         outcome = smoke.run_check(check, build.version, modules, FIXTURES)
-        mark = "ok  " if outcome.passed else "FAIL"
-        print(f"  {mark} {check['name']:<26} {outcome.seconds:6.2f}s  {'; '.join(outcome.problems)}")
+        line = f"  {_mark(outcome)} {check['name']:<26} {outcome.seconds:6.2f}s  {'; '.join(outcome.problems)}"
+        if isinstance(edge, wasmedge.WasmEdge):
+            other = smoke.run_check(check, build.version, wasm, FIXTURES,
+                                    execute=functools.partial(wasmedge.run, edge, smoke.CHECK_LIMIT))
+            on_edge.append(other)
+            line += f"  wasmedge {_mark(other).strip()} {other.seconds:.2f}s  {'; '.join(other.problems)}"
+        print(line.rstrip())
         outcomes.append(outcome)
-    failed = [o.name for o in outcomes if not o.passed]
+    if not isinstance(edge, wasmedge.WasmEdge):
+        print(f"  wasmedge: not run ({edge})")
+    failed = [o.name for o in outcomes if not o.passed] + [f"{o.name} (wasmedge)" for o in on_edge if not o.passed]
+    edge_results = {o.name: "passed" if o.passed else "failed" for o in on_edge}
     atomic.write_json(report, {
         "version": build.version,
         "flavour": build.flavour,
         "engine": runner.engine_fingerprint(),
         "host": platform.machine(),
         "passed": not failed,
-        "checks": [asdict(o) for o in outcomes],
+        "runtimes": {
+            "wasmtime": {"engine": runner.engine_fingerprint()},
+            "wasmedge": ({"version": edge.version, "where": edge.where} if isinstance(edge, wasmedge.WasmEdge)
+                         else {"not_run": edge}),
+        },
+        "checks": [{**asdict(o), "runtimes": {"wasmtime": "passed" if o.passed else "failed",
+                                               "wasmedge": edge_results.get(o.name, "not run")}}
+                   for o in outcomes],
+        "wasmedge_checks": [asdict(o) for o in on_edge],
     })
     if failed:
         # smoke.json stays as the record of the failure, but doit will not call it done.
@@ -39,9 +61,13 @@ def _check(build: Build, modules: dict, report: Path):
                         f"(details in {failed_report})")
 
 
+def _mark(outcome: smoke.Outcome) -> str:
+    return "ok  " if outcome.passed else "FAIL"
+
+
 @user_errors
-def _smoke(build: Build, modules: dict):
-    _check(build, modules, build.smoke_report)
+def _smoke(build: Build, modules: dict, wasm: dict):
+    _check(build, modules, build.smoke_report, wasm)
 
 
 @user_errors
@@ -59,10 +85,12 @@ def task_php_smoke():
     fixtures = sorted(p for p in FIXTURES.rglob("*") if p.is_file())
     for build in builds():
         modules = {name: build.module(name, aot=True) for name in outputs}
+        wasm = {name: build.module(name) for name in outputs}
         yield {
             "name": build.id,
-            "actions": [(_smoke, [build, modules])],
-            "file_dep": [*modules.values(), *fixtures],
+            "actions": [(_smoke, [build, modules, wasm])],
+            # wasmedge.json (the wasmedge stage): which WasmEdge also runs the checks, or why none.
+            "file_dep": [*modules.values(), *wasm.values(), wasmedge.state_path(), *fixtures],
             "targets": [build.smoke_report],
             "doc": f"smoke-test {build.id}",
             "clean": True,
