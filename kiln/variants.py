@@ -75,7 +75,7 @@ class Resolved:
 
 
 def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, Variant]:
-    from .recipe import _expect, _range, _string_list
+    from .recipe import _expect, _range, _string_list  # here: kiln.recipe imports this module
     result = {}
     for name, entry in table.items():
         at = _variant_needles(check, name)
@@ -179,7 +179,8 @@ def check_flavour_variants(recipe, check, flavour: Flavour) -> None:
 def unavailable(recipe, flavour: Flavour, version: str) -> str | None:
     """Why the flavour has no build of `version` (its range, or a variant's), or None."""
     v = Version.parse(version)
-    where = Path(recipe.path).name
+    path = Path(recipe.path)
+    where = path.relative_to(settings.ROOT) if path.is_relative_to(settings.ROOT) else path
     if v not in flavour.when:
         return f"the {flavour.name} flavour {flavour.when.describe()} (when = \"{flavour.when}\" in {where})"
     for name in flavour.variants:
