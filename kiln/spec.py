@@ -85,7 +85,7 @@ class Spec:
                          f"vm={r.vm_kind}"])
 
 
-def _native_php() -> str:
+def native_php() -> str:
     """The host PHP that runs Zend/zend_vm_gen.php. Missing, the script still renders (the graph
     loads); the configure stage then stops with the one-line error."""
     try:
@@ -122,7 +122,7 @@ def _make(build: Build, tools: toolchain.Toolchain, recipe) -> Spec:
         # Its version is named in the script, so another autoconf regenerates and rebuilds.
         autoconf=toolchain.autoconf_version() if resolved.regenerates_configure else None,
         tailcall=tailcall_vm.tool(),
-        native_php=_native_php() if resolved.vm_kind != "CALL" else None,
+        native_php=native_php() if resolved.vm_kind != "CALL" else None,
         shim=shim,
         shim_hashes={p.name: file_sha256(p) for p in sorted(shim.iterdir()) if p.is_file()},
     )

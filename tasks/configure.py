@@ -7,26 +7,12 @@ import hashlib
 
 from doit.tools import config_changed
 
-from kiln import atomic, library, native, patching, process, settings, spec, templating, toolchain
+from kiln import atomic, native, process, settings, spec, templating, toolchain
 from kiln.errors import KilnError
 from kiln.fetch import file_sha256
 from kiln.layout import Build
 
-from . import builds, php, user_errors
-
-SHIM = php().folder / "shim"
-VM_FILES = spec.VM_FILES
-
-
-def libraries_of(build: Build) -> list[library.Library]:
-    """The libraries the build's variants link (lib_build:<name>), in recipe order."""
-    return [library.get(name) for name in php().resolve(build.version, build.flavour).libraries]
-
-
-def native_php() -> str:
-    """The host PHP that runs Zend/zend_vm_gen.php (GOTO and TAILCALL VMs), or "php"."""
-    return spec._native_php()
-
+from . import builds, user_errors
 
 def render(s: spec.Spec) -> str:
     return templating.render(
@@ -42,7 +28,7 @@ def render(s: spec.Spec) -> str:
         vm_kind=s.vm_kind,
         execute_cflags=s.resolved.execute_cflags,
         flavour_cflags=s.resolved.cflags,
-        vm_files=VM_FILES,
+        vm_files=spec.VM_FILES,
         tailcall=s.tailcall,
         native_php=s.native_php,
         epoch=settings.source_date_epoch(),
@@ -52,12 +38,6 @@ def render(s: spec.Spec) -> str:
 
 def render_script(build: Build, tools: toolchain.Toolchain, recipe=None) -> str:
     return render(spec.of(build, tools, recipe))
-
-
-def configure_patches(build: Build) -> list[list[str]]:
-    """The patches of the build's series that configure can see, with their contents' hash."""
-    return [[p.name, file_sha256(p.file)] for p in php().patches_for(build.version, build.flavour)
-            if patching.touches_configure(p.file)]
 
 
 @user_errors
@@ -98,7 +78,7 @@ def task_php_configure():
                    "doc": f"configure {build.id} (cannot: {exc})"}
             continue
         # A library's stamp changes whenever it is rebuilt: PHP is then reconfigured and relinked.
-        inputs = [*sorted(SHIM.iterdir()), *(lib.stamp for lib in s.libraries)]
+        inputs = [*sorted(s.shim.iterdir()), *(lib.stamp for lib in s.libraries)]
         yield {
             "name": build.id,
             "actions": [(_configure, [build, script_text, inputs, s.summary()])],

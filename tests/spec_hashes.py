@@ -44,11 +44,11 @@ def current() -> dict:
     """{"context": machine facts the hashes depend on, "builds": {build id: {what: sha256}}}."""
     from doit.tools import config_changed  # noqa: F401  (the dicts below are what it hashes)
 
-    from kiln import remote_cache, settings, toolchain
+    from kiln import remote_cache, settings, spec, toolchain
     from tasks import builds, configure, php
 
     fixed = tools()
-    native = configure.native_php()
+    native = spec.native_php()
     try:
         autoconf = toolchain.autoconf_version()
     except Exception:  # noqa: BLE001  no autoconf: builds that regenerate configure fail to render
@@ -65,7 +65,9 @@ def current() -> dict:
         from kiln.fetch import file_sha256
         result[build.id] = {
             "script": _sha(text),
-            "configure_config": _sha({"script": text, "configure_patches": configure.configure_patches(build)}),
+            # What php_configure's config_changed holds: the script and the spec's configure_patches.
+            "configure_config": _sha({"script": text, "configure_patches": [
+                list(p) for p in spec.of(build, fixed).configure_patches]}),
             "series": _sha([[p.name, file_sha256(p.file)] for p in series]),
             "patch_config": _sha({"series": [p.name for p in series], "tree": "refreshed in place"}),
             "regenerates_configure": php().regenerates_configure(build.version, build.flavour),
