@@ -10,8 +10,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import variants as _variants
 from .errors import KilnError
-from .versions import ANY, Version, VersionRange
+from .variants import Flavour, Resolved, Variant
+from .versions import Version, VersionRange
+from .when import ALWAYS, When
 
 LANGUAGES = Path(__file__).resolve().parent.parent / "languages"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -24,39 +27,17 @@ VM_KINDS = ("CALL", "SWITCH", "GOTO", "TAILCALL")
 @dataclass(frozen=True)
 class Patch:
     file: Path
-    when: VersionRange
+    # The releases and variants whose builds carry it ("@8.2 +opcache"): a patch only one
+    # feature needs does not rebuild the others.
+    when: When
     why: str
     # The patch edits configure's sources (config.m4, configure.ac): configure must be
     # regenerated from them before it runs, or the change has no effect.
     regenerates_configure: bool = False
-    # Only these flavours' series carry the patch (None: every flavour's), like `when` for
-    # releases: a patch only one flavour needs does not rebuild the others.
-    flavours: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
         return self.file.name
-
-
-@dataclass(frozen=True)
-class VmKind:
-    """One [[vm_kind]] entry: the VM `kind` for the releases in `when` (and `flavours`, if given),
-    and extra compiler flags for Zend/zend_execute.c, the file the generated VM is compiled in."""
-    kind: str
-    when: VersionRange = ANY
-    flavours: tuple[str, ...] = ()
-    execute_cflags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Flavour:
-    name: str
-    description: str
-    configure: tuple[str, ...]
-    libraries: tuple[str, ...] = ()
-    when: VersionRange = ANY
-    # Appended to the toolchain's C flags for this flavour's PHP (clang keeps the last -O).
-    cflags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,12 +49,16 @@ class Recipe:
     archive_root: str
     versions: dict[str, str]
     testable: tuple[str, ...]
-    configure: tuple[tuple[VersionRange, tuple[str, ...]], ...]
+    configure: tuple[tuple[When, tuple[str, ...]], ...]
     patches: tuple[Patch, ...]
     flavours: dict[str, Flavour]
     outputs: dict[str, str]
     settings: dict = field(default_factory=dict)
-    vm_kinds: tuple[VmKind, ...] = ()
+    variants: dict[str, Variant] = field(default_factory=dict)
+    # A build's VM unless one of its variants names another (CALL: the one the release ships).
+    vm_kind_default: str = "CALL"
+
+    _resolved: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def folder(self) -> Path:
@@ -95,44 +80,34 @@ class Recipe:
         return self.flavours[flavour]
 
     def flavour_applies(self, flavour: str, version: str) -> bool:
-        return Version.parse(version) in self.flavours[flavour].when
+        return _variants.unavailable(self, self.flavours[flavour], version) is None
 
     def check_build(self, version: str, flavour: str) -> None:
         """A one-line error unless the recipe has this build (version, flavour, their range)."""
         self.check_version(version)
-        when = self.check_flavour(flavour).when
-        if not self.flavour_applies(flavour, version):
-            raise KilnError(f"there is no {self.name} {version} {flavour} build: the {flavour} flavour "
-                            f"{when.describe()} (when = \"{when}\" in "
-                            f"{self.path.relative_to(LANGUAGES.parent)})")
+        why = _variants.unavailable(self, self.check_flavour(flavour), version)
+        if why:
+            raise KilnError(f"there is no {self.name} {version} {flavour} build: {why}")
 
+    def resolve(self, version: str, flavour: str = "default") -> Resolved:
+        """What one build is: its variants, configure arguments, flags, VM, libraries, series."""
+        key = (version, flavour)
+        if key not in self._resolved:
+            self._resolved[key] = _variants.resolve(self, version, flavour)
+        return self._resolved[key]
+
+    # Shorthands for one part of resolve(), which decides them all.
     def patches_for(self, version: str, flavour: str = "default") -> list[Patch]:
-        """The series of one build: the patches whose range covers the release and whose
-        flavours (if they name any) include the build's."""
-        v = Version.parse(version)
-        return [p for p in self.patches
-                if v in p.when and (p.flavours is None or flavour in p.flavours)]
+        return list(self.resolve(version, flavour).patches)
 
     def regenerates_configure(self, version: str, flavour: str = "default") -> bool:
-        """Whether a patch of this build's series needs configure regenerated."""
-        return any(p.regenerates_configure for p in self.patches_for(version, flavour))
+        return self.resolve(version, flavour).regenerates_configure
 
     def configure_args(self, version: str, flavour: str) -> list[str]:
-        v = Version.parse(version)
-        args = [a for when, group in self.configure if v in when for a in group]
-        return args + list(self.check_flavour(flavour).configure)
-
-    def vm(self, version: str, flavour: str) -> VmKind:
-        """The [[vm_kind]] entry of one build: the last one covering it; CALL if none does."""
-        v = Version.parse(version)
-        chosen = VmKind(kind="CALL")
-        for entry in self.vm_kinds:
-            if v in entry.when and (not entry.flavours or flavour in entry.flavours):
-                chosen = entry
-        return chosen
+        return list(self.resolve(version, flavour).configure)
 
     def vm_kind(self, version: str, flavour: str) -> str:
-        return self.vm(version, flavour).kind
+        return self.resolve(version, flavour).vm_kind
 
     def source_name(self, version: str) -> str:
         return Path(self.url.format(version=version)).name
@@ -218,7 +193,8 @@ def load(path: Path | str) -> Recipe:
     path = Path(path)
     data, check = read_toml(path)
     check_keys(check, data, {"name", "url", "signature_url", "archive_root", "testable", "versions",
-                             "configure", "patches", "flavours", "outputs", "settings", "vm_kind"},
+                             "configure", "patches", "flavours", "outputs", "settings", "vm_kind",
+                             "variants"},
                ("name", "url", "versions", "flavours", "outputs"))
 
     name = _expect(check, data["name"], str, "name", "name")
@@ -242,20 +218,28 @@ def load(path: Path | str) -> Recipe:
         if version not in versions:
             check.fail(f"testable version {version!r} is not listed under [versions]", "testable")
 
+    vm_kind = data.get("vm_kind", "CALL")
+    if vm_kind not in VM_KINDS:
+        check.fail(f"vm_kind must be one of {', '.join(VM_KINDS)}, not {vm_kind!r}", "vm_kind")
+    variants = _variants.parse_variants(
+        check, _expect(check, data.get("variants", {}), dict, "[variants]", "[variants"), VM_KINDS)
+
     configure = []
     for index, entry in enumerate(data.get("configure", [])):
+        at = ["[[configure]]"] * (index + 1)
         _expect(check, entry, dict, "each [[configure]]", "[[configure]]")
-        when = _range(check, entry.get("when", "@:"), *["[[configure]]"] * (index + 1), "when")
-        configure.append((when, _string_list(check, entry.get("args", []), "configure args",
-                                             *["[[configure]]"] * (index + 1))))
+        when = _when(check, entry.get("when", ""), variants, *at, "when")
+        configure.append((when, _string_list(check, entry.get("args", []), "configure args", *at)))
 
     patches = []
     for entry in data.get("patches", []):
         _expect(check, entry, dict, "each [[patches]]", "[[patches]]")
-        unknown = set(entry) - {"file", "when", "why", "regenerates_configure", "flavours"}
+        unknown = set(entry) - {"file", "when", "why", "regenerates_configure"}
         file = _expect(check, entry.get("file"), str, "patch `file`", "[[patches]]")
         if unknown:
-            check.fail(f"patch {file}: unknown key(s) {', '.join(sorted(unknown))}", file)
+            hint = (" (name the variant that needs it in `when`, e.g. \"@8.2 +opcache\")"
+                    if "flavours" in unknown else "")
+            check.fail(f"patch {file}: unknown key(s) {', '.join(sorted(unknown))}{hint}", file)
         patch_path = path.parent / "patches" / file
         if not patch_path.is_file():
             check.fail(f"patch file {patch_path} does not exist", file)
@@ -263,35 +247,10 @@ def load(path: Path | str) -> Recipe:
         _expect(check, why, str, "patch `why`", file)
         regenerates = _expect(check, entry.get("regenerates_configure", False), bool,
                               "patch `regenerates_configure`", file)
-        only = entry.get("flavours")
-        if only is not None:
-            only = tuple(_string_list(check, only, "patch `flavours`", file))
-        patches.append(Patch(patch_path, _range(check, entry.get("when", "@:"), file), why, regenerates, only))
+        patches.append(Patch(patch_path, _when(check, entry.get("when", ""), variants, file), why, regenerates))
 
-    flavours = {}
-    for flavour, entry in _expect(check, data["flavours"], dict, "[flavours]", "[flavours").items():
-        header = f"[flavours.{flavour}]"
-        if not _NAME.match(flavour):
-            check.fail(f"flavour name {flavour!r} must be lowercase letters, digits, - or _", header)
-        _expect(check, entry, dict, header, header)
-        unknown = set(entry) - {"description", "configure", "libraries", "when", "cflags"}
-        if unknown:
-            check.fail(f"flavour {flavour}: unknown key(s) {', '.join(sorted(unknown))}", header)
-        flavours[flavour] = Flavour(
-            name=flavour,
-            description=_expect(check, entry.get("description", ""), str, "description", header),
-            configure=_string_list(check, entry.get("configure", []), "configure", header),
-            libraries=_string_list(check, entry.get("libraries", []), "libraries", header),
-            when=_range(check, entry.get("when", "@:"), header),
-            cflags=_string_list(check, entry.get("cflags", []), "cflags", header, "cflags"),
-        )
-    if "default" not in flavours:
-        check.fail("a [flavours.default] table is required", "[flavours")
-    for patch in patches:
-        for wanted in patch.flavours or ():
-            if wanted not in flavours:
-                check.fail(f"patch {patch.name}: unknown flavour {wanted!r} in `flavours` "
-                           f"(known: {', '.join(flavours)})", patch.name)
+    flavours = _variants.parse_flavours(
+        check, _expect(check, data["flavours"], dict, "[flavours]", "[flavours"), variants)
 
     outputs = _expect(check, data["outputs"], dict, "[outputs]", "[outputs]")
     for module, built in outputs.items():
@@ -299,9 +258,7 @@ def load(path: Path | str) -> Recipe:
             check.fail(f"output {module!r} must map a module name to a path in the built tree", "[outputs]")
 
     settings = _expect(check, data.get("settings", {}), dict, "[settings]", "[settings]")
-    vm_kinds = _vm_kinds(check, _expect(check, data.get("vm_kind", []), list, "vm_kind (an array of "
-                                        "[[vm_kind]] tables)", "vm_kind"), flavours)
-    return Recipe(
+    recipe = Recipe(
         name=name,
         path=path,
         url=url,
@@ -315,32 +272,28 @@ def load(path: Path | str) -> Recipe:
         flavours=flavours,
         outputs=outputs,
         settings=settings,
-        vm_kinds=vm_kinds,
+        variants=variants,
+        vm_kind_default=vm_kind,
     )
+    for flavour in flavours.values():
+        _variants.check_flavour_variants(recipe, check, flavour)
+        for version in recipe.versions:   # contradictions in arguments, per build, before any task
+            if recipe.flavour_applies(flavour.name, version):
+                recipe.resolve(version, flavour.name)
+    return recipe
 
 
-def _vm_kinds(check: _Checker, entries: list, flavours: dict) -> tuple[VmKind, ...]:
-    result = []
-    for index, entry in enumerate(entries):
-        at = ["[[vm_kind]]"] * (index + 1)
-        _expect(check, entry, dict, "each [[vm_kind]]", *at)
-        unknown = set(entry) - {"kind", "when", "flavours", "execute_cflags"}
-        if unknown:
-            check.fail(f"[[vm_kind]]: unknown key(s) {', '.join(sorted(unknown))} "
-                       "(allowed: kind, when, flavours, execute_cflags)", *at, sorted(unknown)[0])
-        kind = entry.get("kind")
-        if kind not in VM_KINDS:
-            check.fail(f"[[vm_kind]] kind must be one of {', '.join(VM_KINDS)}, not {kind!r}", *at, "kind")
-        names = _string_list(check, entry.get("flavours", []), "[[vm_kind]] flavours", *at, "flavours")
-        for name in names:
-            if name not in flavours:
-                check.fail(f"[[vm_kind]] names unknown flavour {name!r} (known: {', '.join(flavours)})",
-                           *at, "flavours")
-        cflags = _string_list(check, entry.get("execute_cflags", []), "[[vm_kind]] execute_cflags",
-                              *at, "execute_cflags")
-        result.append(VmKind(kind=kind, when=_range(check, entry.get("when", "@:"), *at, "when"),
-                             flavours=names, execute_cflags=cflags))
-    return tuple(result)
+def _when(check: _Checker, text, variants: dict, *needles: str) -> When:
+    """A `when` ("@8.2 +opcache"): its range parsed, every variant it names declared."""
+    _expect(check, text, str, "`when`", *needles)
+    try:
+        when = When.parse(text) if text else ALWAYS
+    except ValueError as exc:
+        check.fail(str(exc), *needles)
+    for name in sorted(when.variants - set(variants)):
+        check.fail(f"`when` = \"{text}\" names unknown variant {name!r} (known: {', '.join(variants)})",
+                   *needles)
+    return when
 
 
 _loaded: dict[str, Recipe] = {}

@@ -1,8 +1,8 @@
 """Built modules shared between machines through an OCI registry (KILN_CACHE_REGISTRY).
 
-A build's modules are keyed by the hash of everything that decides their bytes: the
-tarball's pinned sha256, the patch series, the shim, the build-script template, configure
-arguments, the toolchain's identity and the libraries' recipes. Paths are not part of the
+A build's modules are keyed by the hash of its spec (kiln/spec.py), everything that decides
+their bytes: the tarball's pinned sha256, the patch series, the shim, the build-script template,
+configure arguments, the toolchain's identity and the libraries' recipes. Paths are not part of the
 key (the builds are reproducible across folders), so a CI cell, or a second checkout,
 can take another machine's modules instead of compiling them. Each module is stored as a
 CNCF wasm artifact, `<registry>/kiln-cache/<language>:<module>-<key>`.
@@ -14,9 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from . import atomic, library, oci, settings, tailcall_vm, toolchain
+from . import atomic, oci, settings, spec, toolchain
 from .errors import KilnError
-from .fetch import file_sha256
 from .layout import Build
 from .recipe import Recipe
 
@@ -28,29 +27,8 @@ def address() -> str | None:
 
 
 def key(build: Build, recipe: Recipe, tools: toolchain.Toolchain) -> str:
-    shim = recipe.folder / "shim"
-    vm = recipe.vm(build.version, build.flavour)
-    inputs = {
-        "source_sha256": recipe.versions[build.version],
-        "series": [[p.name, file_sha256(p.file)] for p in recipe.patches_for(build.version, build.flavour)],
-        "shim": {p.name: file_sha256(p) for p in sorted(shim.iterdir()) if p.is_file()},
-        "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
-        "configure": recipe.configure_args(build.version, build.flavour),
-        "flavour_cflags": list(recipe.check_flavour(build.flavour).cflags),
-        # A series that edits config.m4 has configure regenerated: by this autoconf.
-        "autoconf": (toolchain.autoconf_version()
-                     if recipe.regenerates_configure(build.version, build.flavour) else None),
-        "make_targets": recipe.settings.get("make_targets", []),
-        "vm": [vm.kind, list(vm.execute_cflags)],
-        # The TAILCALL VM is Kiln's rewrite of the generated one: its code is an input too.
-        "tailcall_vm": tailcall_vm.tool().digest if vm.kind == "TAILCALL" else None,
-        "outputs": recipe.outputs,
-        "toolchain": tools.identity(),
-        "epoch": settings.source_date_epoch(),
-        "libraries": [[lib.name, lib.version, file_sha256(lib.path)]
-                      for lib in map(library.get, recipe.check_flavour(build.flavour).libraries)],
-        "library_template": file_sha256(settings.TEMPLATES / "lib-build.sh.j2"),
-    }
+    """The hash of the build's spec (kiln/spec.py): what its wl-build script is rendered from."""
+    inputs = spec.of(build, tools, recipe).cache_inputs()
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 

@@ -57,6 +57,9 @@ def collect_build(build: Build, modules: list[str]) -> dict:
                   for name in modules},
         "smoke": _smoke_summary(build.smoke_report, build.root / "smoke.failed.json"),
     }
+    spec = _read(build.state / "spec.json")  # what configure built it from (kiln/spec.py)
+    if spec is not None:
+        entry["spec"] = spec
     for extra in ("images", "conformance", "bench"):
         data = _read(build.root / f"{extra}.json")
         if data is not None:

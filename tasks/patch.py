@@ -56,10 +56,10 @@ def _patch(build: Build, series):
 
 
 def task_php_patch():
-    """Build tree for one build: the pristine release + the patches whose range covers it."""
+    """Build tree for one build: the pristine release + the patches whose `when` it satisfies."""
     recipe = php()
     for build in builds():
-        series = recipe.patches_for(build.version, build.flavour)
+        series = recipe.resolve(build.version, build.flavour).patches
         yield {
             "name": build.id,
             "actions": [(_patch, [build, series])],

@@ -106,8 +106,7 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
     from tasks import configure
 
     php = recipe.language("php")
-    flavour = php.check_flavour("wordpress")
-    assert flavour.libraries == ("sqlite", "zlib", "libxml2")
+    assert php.resolve("8.2.32", "wordpress").libraries == ("sqlite", "zlib", "libxml2")
     assert php.flavour_applies("wordpress", "8.2.32") and not php.flavour_applies("wordpress", "7.4.33")
     assert "--with-pdo-sqlite" in php.configure_args("8.2.32", "wordpress")
     tools = fake_tools()

@@ -51,8 +51,11 @@ why = "fibers"
 file = "seven-four.patch"
 when = "@7.4"
 
+[variants]
+cli = {{ configure = ["--enable-cli"] }}
+
 [flavours.default]
-configure = ["--enable-cli"]
+variants = ["cli"]
 """
 
 
@@ -81,15 +84,17 @@ def test_a_patch_can_ask_for_configure_to_be_regenerated_in_its_range(tmp_path):
     assert not php.regenerates_configure("8.2.32") and not php.regenerates_configure("7.4.33")
 
 
-def test_a_patch_can_be_limited_to_flavours(tmp_path):
-    body = GOOD.replace('when = "@7.4"', 'when = "@7.4"\nflavours = ["fast"]') + \
-        '\n[flavours.fast]\nconfigure = ["--enable-fast"]\n'
+def test_a_patch_can_be_limited_to_a_variant(tmp_path):
+    body = GOOD.replace('when = "@7.4"', 'when = "@7.4 +fast"').replace(
+        "[variants]\n", '[variants]\nfast = { configure = ["--enable-fast"] }\n') + \
+        '\n[flavours.fast]\nvariants = ["fast"]\n'
     r = recipe.load(write_recipe(tmp_path, body, ["everyone.patch", "eight-only.patch", "seven-four.patch"]))
     assert [p.name for p in r.patches_for("7.4.33")] == ["everyone.patch"]
     assert [p.name for p in r.patches_for("7.4.33", "fast")] == ["everyone.patch", "seven-four.patch"]
-    bad = body.replace('flavours = ["fast"]', 'flavours = ["slow"]')
+    assert [p.name for p in r.patches_for("8.2.32", "fast")] == ["everyone.patch", "eight-only.patch"]
+    bad = body.replace('when = "@7.4 +fast"', 'when = "@7.4 +slow"')
     path = write_recipe(tmp_path / "bad", bad, ["everyone.patch", "eight-only.patch", "seven-four.patch"])
-    with pytest.raises(KilnError, match=r"recipe.toml:\d+: patch seven-four.patch: unknown flavour 'slow'"):
+    with pytest.raises(KilnError, match=r"recipe.toml:28: `when` = \"@7.4 \+slow\" names unknown variant 'slow'"):
         recipe.load(path)
 
 
@@ -127,8 +132,8 @@ def test_unknown_flavour_is_named():
         (('when = "@7.4"', 'when = "@7.4"\nregenerates_configure = "yes"'),
          "regenerates_configure. must be a bool", 28),
         (('url = "https', 'url = https'), "not valid TOML", None),
-        (('configure = ["--enable-cli"]', 'configure = ["--enable-cli"]\ncflags = "-Oz"'),
-         "cflags must be a list", 33),
+        (('variants = ["cli"]', 'variants = ["cli"]\ncflags = ["-Oz"]'),
+         r"flavour default: unknown key\(s\) cflags \(a flavour is a set of variants", 34),
     ],
 )
 def test_malformed_recipes_name_file_and_line(tmp_path, change, message, line):
@@ -142,62 +147,158 @@ def test_malformed_recipes_name_file_and_line(tmp_path, change, message, line):
     assert "\n" not in text
 
 
-VM_KINDS = GOOD + """
-[flavours.wordpress]
-configure = ["--with-sqlite3"]
-
-[[vm_kind]]
-kind = "CALL"
-
-[[vm_kind]]
-when = "@8.2:"
-kind = "SWITCH"
-
-[[vm_kind]]
-when = "@8.3:"
-flavours = ["wordpress"]
-kind = "GOTO"
-execute_cflags = ["-w"]
-"""
 PATCHES = ["everyone.patch", "eight-only.patch", "seven-four.patch"]
 
+# Variants as the PHP recipe uses them: a VM kind, C flags, arguments replacing a shared one,
+# an off-form in [[configure]] (`~xml`), a release range, requires and conflicts.
+VARIANTS = GOOD.replace('args = ["--disable-all"]', 'args = ["--disable-all", "--disable-opcache"]').replace(
+    '[[patches]]\nfile = "seven-four.patch"', '[[configure]]\nwhen = "~xml"\nargs = ["--without-libxml"]\n\n'
+    '[[patches]]\nfile = "seven-four.patch"').replace('when = "@7.4"\n', 'when = "@7.4: +opcache ~goto"\n') + """
+[variants.xml]
+configure = ["--with-libxml"]
+libraries = ["libxml2"]
 
-def test_the_vm_kind_follows_release_ranges_and_flavours(tmp_path):
-    r = recipe.load(write_recipe(tmp_path, VM_KINDS, PATCHES))
-    assert r.vm_kind("7.4.33", "default") == "CALL"
-    assert r.vm_kind("8.2.32", "default") == "SWITCH"
-    assert r.vm_kind("8.2.32", "wordpress") == "SWITCH"
-    assert r.vm_kind("8.3.8", "default") == "SWITCH"
-    assert r.vm_kind("8.3.8", "wordpress") == "GOTO"  # the last entry covering the build wins
-    assert r.vm("8.3.8", "wordpress").execute_cflags == ("-w",)
-    assert r.vm("8.3.8", "default").execute_cflags == ()
-    # No [[vm_kind]] at all: the VM the release ships.
-    assert recipe.load(write_recipe(tmp_path / "bare", GOOD, PATCHES)).vm_kind("8.2.32", "default") == "CALL"
-    assert recipe.language("php").vm_kind("8.2.32", "default") in recipe.VM_KINDS
+[variants.opcache]
+when = "@8.2"
+configure = ["--enable-opcache"]
+replaces = ["--disable-opcache"]
+
+[variants.goto]
+vm_kind = "GOTO"
+execute_cflags = ["-w"]
+conflicts = ["size"]
+
+[variants.size]
+cflags = ["-Oz"]
+requires = ["cli"]
+
+[flavours.wp]
+when = "@8.2:8.2"
+variants = ["xml", "opcache", "goto"]
+"""
+TOP_VM = 'name = "php"\nvm_kind = "TAILCALL"'
 
 
-@pytest.mark.parametrize(
-    "change, message, line",
-    [
-        (('kind = "SWITCH"', 'kind = "JIT"'), r"kind must be one of CALL, SWITCH, GOTO, TAILCALL, not 'JIT'", 42),
-        (('kind = "SWITCH"', 'kind = "switch"'), r"not 'switch'", 42),
-        (('when = "@8.2:"\nkind', 'when = "8.2:"\nkind'), "must start with '@'", 41),
-        (('flavours = ["wordpress"]', 'flavours = ["wp"]'), r"unknown flavour 'wp'", 46),
-        (('kind = "GOTO"', 'kind = "GOTO"\nspeed = 2'), r"unknown key\(s\) speed", 48),
-        (('execute_cflags = ["-w"]', 'execute_cflags = "-w"'), r"execute_cflags must be a list", 48),
-        (('name = "php"', 'name = "php"\nvm_kind = "SWITCH"'), "vm_kind .* must be a list", 2),
-    ],
-)
-def test_a_bad_vm_kind_names_file_and_line(tmp_path, change, message, line):
-    body = VM_KINDS.replace(*change)
-    assert body != VM_KINDS
-    if "vm_kind =" in body:  # the wrong type, alone (TOML itself rejects it beside [[vm_kind]])
-        body = body[:body.index("[[vm_kind]]")]
-    path = write_recipe(tmp_path, body, PATCHES)
-    with pytest.raises(KilnError, match=message) as info:
+def load_variants(tmp_path, body=VARIANTS):
+    return recipe.load(write_recipe(tmp_path, body.replace('name = "php"', TOP_VM), PATCHES))
+
+
+def test_when_matches_ranges_variants_and_both():
+    from kiln.when import When
+    both = When.parse("@8.2: +opcache ~goto")
+    assert both.satisfied_by("8.2.32", {"opcache"}) and both.satisfied_by("8.4.1", {"opcache", "xml"})
+    assert not both.satisfied_by("8.1.29", {"opcache"})          # the range
+    assert not both.satisfied_by("8.2.32", set())                # +opcache missing
+    assert not both.satisfied_by("8.2.32", {"opcache", "goto"})  # ~goto
+    tight, spaced = When.parse("@8.2+opcache"), When.parse("@8.2 +opcache")
+    assert (tight.versions, tight.on) == (spaced.versions, spaced.on) == (spaced.versions, {"opcache"})
+    only_variant = When.parse("+xml")
+    assert only_variant.satisfied_by("7.4.33", {"xml"}) and not only_variant.satisfied_by("7.4.33", {"goto"})
+    assert When.parse("~xml").satisfied_by("8.2.32", set()) and When.parse("").satisfied_by("7.4.33", {"x"})
+    assert When.parse("@7.4").satisfied_by("7.4.33", {"goto"}) and not When.parse("@7.4").satisfied_by("8.0.30", ())
+    for bad, message in [("@8.2 opcache", "not understood"), ("+a +a", "twice"), ("@7 @8", "two version"),
+                         ("8.2", "must start with .@."), ("@8.x", "not a version")]:
+        with pytest.raises(ValueError, match=message):
+            When.parse(bad)
+
+
+def test_a_build_resolves_from_its_variants(tmp_path):
+    r = load_variants(tmp_path)
+    wp = r.resolve("8.2.32", "wp")
+    assert wp.variants == ("xml", "opcache", "goto")  # declaration order, whatever the flavour's
+    assert wp.configure == ("--disable-all", "--disable-opcache", "--disable-fiber-asm",
+                            "--with-libxml", "--enable-opcache")
+    assert (wp.vm_kind, wp.execute_cflags, wp.libraries, wp.cflags) == ("GOTO", ("-w",), ("libxml2",), ())
+    assert [p.name for p in wp.patches] == ["everyone.patch", "eight-only.patch"]  # ~goto: not seven-four
+    default = r.resolve("8.2.32", "default")
+    assert default.configure == ("--disable-all", "--disable-opcache", "--disable-fiber-asm",
+                                 "--without-libxml", "--enable-cli")
+    assert (default.vm_kind, default.libraries) == ("TAILCALL", ())
+    assert r.flavour_applies("wp", "8.2.32") and not r.flavour_applies("wp", "8.3.8")
+
+
+def test_a_patch_for_a_variant_follows_both_its_range_and_the_variant(tmp_path):
+    body = VARIANTS + '\n[flavours.cached]\nvariants = ["opcache"]\n'
+    r = load_variants(tmp_path, body)
+    assert "seven-four.patch" in [p.name for p in r.resolve("8.2.32", "cached").patches]
+    assert "seven-four.patch" not in [p.name for p in r.resolve("8.2.32", "default").patches]
+    # No explicit `when`: the flavour exists where its variants do (opcache: 8.2 only).
+    assert r.flavour_applies("cached", "8.2.32") and not r.flavour_applies("cached", "8.3.8")
+    with pytest.raises(KilnError, match=r'no php 8.3.8 cached build: the cached flavour is for 8.2 only '
+                                        r'\(when = "@8.2" of its variant opcache'):
+        r.check_build("8.3.8", "cached")
+
+
+def variant_error(tmp_path, change, extra=""):
+    body = VARIANTS.replace(*change) + extra if change else VARIANTS + extra
+    assert body != VARIANTS
+    path = write_recipe(tmp_path, body.replace('name = "php"', TOP_VM), PATCHES)
+    with pytest.raises(KilnError) as info:
         recipe.load(path)
-    assert f"{path}:{line}:" in str(info.value)
-    assert "\n" not in str(info.value)
+    text = str(info.value)
+    assert "\n" not in text
+    return text, path
+
+
+def line_of(body: str, needle: str) -> int:
+    return body.replace('name = "php"', TOP_VM).splitlines().index(needle) + 1
+
+
+@pytest.mark.parametrize("change, extra, message, at", [
+    # An unknown variant: where the flavour lists it, and how to fix it.
+    (('variants = ["xml", "opcache", "goto"]', 'variants = ["xml", "opcahe", "goto"]'), "",
+     r"flavour wp: unknown variant 'opcahe' \(known: cli, xml, opcache, goto, size; declare it", 'variants = ["xml", "opcahe", "goto"]'),
+    # A conflict, named with the line of the variant that declares it.
+    (None, '\n[flavours.tiny]\nvariants = ["goto", "size", "cli"]\n',
+     r"flavour tiny: variant goto conflicts with size \(recipe.toml:\d+\): take one of them out", 'variants = ["goto", "size", "cli"]'),
+    (None, '\n[flavours.tiny]\nvariants = ["size"]\n',
+     r"flavour tiny: variant size requires cli \(recipe.toml:\d+\): add cli to its variants", 'variants = ["size"]'),
+    # A variant unavailable for a release the flavour's range names.
+    (('when = "@8.2:8.2"', 'when = "@8.0:"'), "",
+     r'flavour wp: variant opcache is unavailable for 8.3.8 '
+     r'\(its when = "@8.2" at recipe.toml:\d+\): narrow the flavour\'s when = "@8.0:" or widen the variant\'s', 'variants = ["xml", "opcache", "goto"]'),
+    # A library with no recipe in libraries/.
+    (('libraries = ["libxml2"]', 'libraries = ["libxml3"]'), "",
+     r"variant xml links library 'libxml3', which has no recipe: add libraries/libxml3/recipe.toml", "[variants.xml]"),
+    # Meaning that would depend on the order of arguments: an override nobody declared.
+    (('replaces = ["--disable-opcache"]\n', ''), "",
+     r"8.2.32 wp would get '--enable-opcache' after '--disable-opcache': its meaning would depend on the order",
+     "[flavours.wp]"),
+    (('configure = ["--with-libxml"]', 'configure = ["--with-libxml", "--disable-all"]'), "",
+     r"would get '--disable-all' twice", "[flavours.wp]"),
+    (('vm_kind = "GOTO"', 'vm_kind = "FAST"'), "", r"variant goto: vm_kind must be one of CALL, SWITCH, GOTO, TAILCALL",
+     "[variants.goto]"),
+    (('cflags = ["-Oz"]', 'cflags = ["-Oz"]\nflavours = ["x"]'), "", r"variant size: unknown key\(s\) flavours",
+     "[variants.size]"),
+    (('requires = ["cli"]', 'requires = ["cl1"]'), "", r"variant size names unknown variant 'cl1'", "[variants.size]"),
+])
+def test_variant_errors_name_the_recipe_line_and_the_fix(tmp_path, change, extra, message, at):
+    text, path = variant_error(tmp_path, change, extra)
+    assert re.search(message, text), text
+    body = (VARIANTS.replace(*change) if change else VARIANTS) + extra
+    assert text.startswith(f"{path}:{line_of(body, at)}: "), text
+
+
+def test_a_flavour_that_still_lists_arguments_is_told_to_use_variants(tmp_path):
+    text, _ = variant_error(tmp_path, ('variants = ["cli"]', 'configure = ["--enable-cli"]'))
+    assert "a flavour is a set of variants" in text
+
+
+def test_a_bad_recipe_stops_the_graph_with_exit_2(tmp_path):
+    """What `doit` does with any recipe error: dodo.py prints the one line and exits 2."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "kiln"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".venv", "build-output", ".git", "node_modules"))
+    php = copy / "languages" / "php" / "recipe.toml"
+    php.write_text(php.read_text().replace('variants = ["goto"]', 'variants = ["gotoo"]'))
+    result = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=copy, capture_output=True, text=True,
+                            env={**__import__("os").environ, "KILN_BUILD_OUTPUT": str(tmp_path / "out")})
+    assert result.returncode == 2, result.stderr
+    assert re.search(r"recipe.toml:\d+: flavour fast: unknown variant 'gotoo'", result.stderr), result.stderr
 
 
 def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key():
@@ -213,7 +314,7 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
     build = Build("php", "8.2.32", "default")
     scripts, keys = {}, {}
     for kind in recipe.VM_KINDS:
-        changed = dataclasses.replace(php, vm_kinds=(recipe.VmKind(kind=kind),))
+        changed = dataclasses.replace(php, vm_kind_default=kind)
         scripts[kind] = configure.render_script(build, tools, changed)
         keys[kind] = remote_cache.key(build, changed, tools)
     # The script text is what php_configure tracks (config_changed): another kind reconfigures.
@@ -225,7 +326,9 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
     assert tailcall_vm.tool().digest in scripts["TAILCALL"]
     assert "zend_vm_gen.php" not in scripts["CALL"]
     # Flags for zend_execute.c alone, through a target-specific variable; named first in the make.
-    flagged = dataclasses.replace(php, vm_kinds=(recipe.VmKind(kind="SWITCH", execute_cflags=("-w",)),))
+    switch = dataclasses.replace(php.variants["goto"], vm_kind="SWITCH")
+    flagged = dataclasses.replace(php, variants={**php.variants, "goto": switch}, flavours={
+        **php.flavours, "default": dataclasses.replace(php.flavours["default"], variants=("goto",))})
     script = configure.render_script(build, tools, flagged)
     assert "printf 'Zend/zend_execute.lo: override EXTRA_CFLAGS += %s\\n' -w > kiln-execute.mk" in script
     assert "-f kiln-execute.mk" in script and "zend_execute.lo" not in scripts["SWITCH"]
@@ -234,8 +337,8 @@ def test_the_vm_kind_is_part_of_the_tracked_configure_script_and_the_cache_key()
     assert f"PRISTINE={build.pristine}" in scripts["CALL"] and "zend_vm_execute.h" in scripts["CALL"]
 
 
-def test_a_flavours_cflags_reach_its_script_and_its_cache_key():
-    """A flavour that only changes C flags (e.g. -Oz for size) is another build: another
+def test_a_variants_cflags_reach_its_script_and_its_cache_key():
+    """A variant that only changes C flags (e.g. -Oz for size) is another build: another
     tracked script, so php_configure reruns, and another remote-cache key."""
     import dataclasses
 
@@ -248,7 +351,7 @@ def test_a_flavours_cflags_reach_its_script_and_its_cache_key():
     php = recipe.language("php")
     build = Build("php", "8.2.32", "default")
     small = dataclasses.replace(php, flavours={
-        **php.flavours, "default": dataclasses.replace(php.flavours["default"], cflags=("-Oz",))})
+        **php.flavours, "default": dataclasses.replace(php.flavours["default"], variants=("size",))})
     plain, sized = (configure.render_script(build, tools, r) for r in (php, small))
     assert "CFLAGS='-O2 -g0'\n" in plain
     assert "CFLAGS='-O2 -g0 -Oz'\n" in sized
@@ -264,5 +367,17 @@ def test_every_build_gets_a_fast_vm_and_only_fast_and_wordpress_pay_for_goto():
     kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
     assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO"}
     assert php.vm_kind("7.4.33", "default") == "TAILCALL"
-    assert php.vm("8.2.32", "fast").execute_cflags == ("-w",)
+    assert php.resolve("8.2.32", "fast").execute_cflags == ("-w",)
     assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
+
+
+def test_the_php_recipe_says_each_argument_once_and_flavours_are_only_variants():
+    """Issue #29: no argument repeated between flavours, OPcache's patches keyed to the feature."""
+    php = recipe.language("php")
+    assert all(set(f.__dataclass_fields__) == {"name", "line", "description", "variants", "when",
+                                               "explicit_when"} for f in php.flavours.values())
+    wordpress = php.resolve("8.2.32", "wordpress")
+    assert {p.name for p in wordpress.patches} - {p.name for p in php.resolve("8.2.32").patches} == {
+        "0009-opcache-builtin-wasi-8.2.patch", "0010-opcache-accelerator-wasi-8.2.patch",
+        "0011-opcache-file-cache-short-writes-8.2.patch", "0014-opcache-shared-memory-wasi-8.2.patch"}
+    assert all("+opcache" in str(p.when) for p in wordpress.patches if "opcache" in p.name)

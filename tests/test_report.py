@@ -28,6 +28,15 @@ def test_every_built_version_has_stages_sizes_and_smoke(report):
     assert "8.4.1" in report["not_built"]
 
 
+def test_each_configured_build_shows_its_spec(report):
+    """The spec configure rendered the build from (kiln/spec.py), as the report's own words."""
+    by_build = {b["build"]: b for b in report["builds"]}
+    spec = by_build["8.2.32"]["spec"]
+    assert (spec["release"], spec["flavour"], spec["variants"], spec["vm_kind"]) == ("8.2.32", "default", [], "TAILCALL")
+    assert "--disable-all" in spec["configure"] and "0015-long64-wasm32.patch" in spec["patches"]
+    assert "| 8.2.32 | - | TAILCALL |" in (OUT / "report.md").read_text()
+
+
 def test_the_markdown_has_the_tables(report):
     text = (OUT / "report.md").read_text()
     assert "| build | download |" in text and "| 8.2.32 | php |" in text

@@ -1,0 +1,231 @@
+"""Variants and flavours of a recipe, Spack-style, and what one build of them resolves to.
+
+A variant is a feature a build has or not, declared once ([variants.<name>]): the configure
+arguments it adds, the libraries it links, C flags, a VM kind, the releases it exists for and
+the variants it requires or conflicts with. Patches and [[configure]] entries name variants in
+their `when` ("@8.2 +opcache", "~xml"). A flavour is a named set of variants and a release range,
+nothing more. `resolve()` turns (release, flavour) into the one list of each that a build uses.
+
+PHP records its configure command in the binary (phpinfo's "Configure Command"), so the order of
+the arguments is part of the modules' bytes, though not of their meaning: [[configure]] entries
+in file order, then the variants' in declaration order. Meaning never depends on it: an argument
+said twice, or a feature both enabled and disabled (--enable-x/--disable-x, --with-x/--without-x),
+is an error unless the later variant declares that it `replaces` the earlier argument.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import settings
+from .errors import KilnError
+from .versions import ANY, Version, VersionRange
+from .when import When
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_FEATURE = re.compile(r"^--(?:enable|disable|with|without)-([A-Za-z0-9_-]+)(?:=.*)?$")
+KEYS = {"description", "configure", "libraries", "cflags", "vm_kind", "execute_cflags", "when",
+        "requires", "conflicts", "replaces"}
+FLAVOUR_KEYS = {"description", "variants", "when"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    line: int                      # where it is declared, for messages
+    description: str = ""
+    configure: tuple[str, ...] = ()
+    libraries: tuple[str, ...] = ()
+    cflags: tuple[str, ...] = ()   # after the toolchain's (clang keeps the last -O)
+    vm_kind: str | None = None
+    execute_cflags: tuple[str, ...] = ()
+    when: VersionRange = ANY       # the releases it exists for
+    requires: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments its own override
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    line: int
+    description: str = ""
+    variants: tuple[str, ...] = ()
+    when: VersionRange = ANY
+    explicit_when: bool = False
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the recipe says one build is: its variants and everything they decide."""
+    version: str
+    flavour: str
+    variants: tuple[str, ...]      # on, in declaration order
+    configure: tuple[str, ...]
+    cflags: tuple[str, ...]
+    vm_kind: str
+    execute_cflags: tuple[str, ...]
+    libraries: tuple[str, ...]
+    patches: tuple                 # recipe.Patch, in series order
+
+    @property
+    def regenerates_configure(self) -> bool:
+        return any(p.regenerates_configure for p in self.patches)
+
+
+def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, Variant]:
+    from .recipe import _expect, _range, _string_list  # here: kiln.recipe imports this module
+    result = {}
+    for name, entry in table.items():
+        at = _variant_needles(check, name)
+        if not _NAME.match(name):
+            check.fail(f"variant name {name!r} must be lowercase letters, digits, - or _", *at)
+        _expect(check, entry, dict, f"variant {name}", *at)
+        unknown = set(entry) - KEYS
+        if unknown:
+            check.fail(f"variant {name}: unknown key(s) {', '.join(sorted(unknown))} "
+                       f"(allowed: {', '.join(sorted(KEYS))})", *at)
+        lists = {key: _string_list(check, entry.get(key, []), f"variant {name} `{key}`", *at)
+                 for key in ("configure", "libraries", "cflags", "execute_cflags", "requires",
+                             "conflicts", "replaces")}
+        kind = entry.get("vm_kind")
+        if kind is not None and kind not in vm_kinds:
+            check.fail(f"variant {name}: vm_kind must be one of {', '.join(vm_kinds)}, not {kind!r}", *at)
+        for library in lists["libraries"]:
+            if not (settings.ROOT / "libraries" / library / "recipe.toml").is_file():
+                check.fail(f"variant {name} links library {library!r}, which has no recipe: add "
+                           f"libraries/{library}/recipe.toml or take it out of the variant's libraries", *at)
+        result[name] = Variant(
+            name=name, line=check.line_of(*at),
+            description=_expect(check, entry.get("description", ""), str, "description", *at),
+            vm_kind=kind, when=_range(check, entry.get("when", "@:"), *at), **lists)
+    for variant in result.values():
+        for other in variant.requires + variant.conflicts:
+            if other not in result:
+                check.fail(f"variant {variant.name} names unknown variant {other!r} "
+                           f"(known: {', '.join(result)})", *_variant_needles(check, variant.name))
+    return result
+
+
+def _variant_needles(check, name: str) -> tuple[str, ...]:
+    """A variant is a [variants.<name>] table or a `<name> = {...}` line under [variants]."""
+    header = f"[variants.{name}]"
+    if any(line.strip() == header for line in check.lines):
+        return (header,)
+    return ("[variants]", f"{name} =")
+
+
+def parse_flavours(check, table: dict, variants: dict[str, Variant]) -> dict[str, Flavour]:
+    from .recipe import _expect, _range, _string_list
+    result = {}
+    for name, entry in table.items():
+        header = f"[flavours.{name}]"
+        if not _NAME.match(name):
+            check.fail(f"flavour name {name!r} must be lowercase letters, digits, - or _", header)
+        _expect(check, entry, dict, header, header)
+        unknown = set(entry) - FLAVOUR_KEYS
+        if unknown:
+            hint = (" (a flavour is a set of variants: declare its arguments, libraries or flags "
+                    "in a [variants.<name>] and list it in `variants`)"
+                    if unknown & {"configure", "libraries", "cflags"} else "")
+            check.fail(f"flavour {name}: unknown key(s) {', '.join(sorted(unknown))}{hint}", header)
+        chosen = _string_list(check, entry.get("variants", []), "variants", header, "variants")
+        for variant in chosen:
+            if variant not in variants:
+                check.fail(f"flavour {name}: unknown variant {variant!r} (known: {', '.join(variants)}; "
+                           "declare it under [variants] or take it out)", header, "variants")
+        if len(set(chosen)) != len(chosen):
+            check.fail(f"flavour {name} names a variant twice", header, "variants")
+        result[name] = Flavour(
+            name=name, line=check.line_of(header),
+            description=_expect(check, entry.get("description", ""), str, "description", header),
+            variants=chosen, when=_range(check, entry.get("when", "@:"), header),
+            explicit_when="when" in entry)
+    if "default" not in result:
+        check.fail("a [flavours.default] table is required", "[flavours")
+    return result
+
+
+def check_flavour_variants(recipe, check, flavour: Flavour) -> None:
+    """Conflicts, requirements, and variants missing from a release the flavour's range names."""
+    at = ("[flavours." + flavour.name + "]", "variants")
+    on = set(flavour.variants)
+    for name in flavour.variants:
+        variant = recipe.variants[name]
+        for other in variant.conflicts:
+            if other in on:
+                check.fail(f"flavour {flavour.name}: variant {name} conflicts with {other} (recipe.toml:"
+                           f"{variant.line}): take one of them out", *at)
+        for other in variant.requires:
+            if other not in on:
+                check.fail(f"flavour {flavour.name}: variant {name} requires {other} (recipe.toml:"
+                           f"{variant.line}): add {other} to its variants", *at)
+    kinds = [n for n in flavour.variants if recipe.variants[n].vm_kind]
+    if len(kinds) > 1:
+        check.fail(f"flavour {flavour.name}: variants {' and '.join(kinds)} each name a VM kind: "
+                   "keep one", *at)
+    if flavour.explicit_when:
+        for version in recipe.versions:
+            v = Version.parse(version)
+            for name in flavour.variants if v in flavour.when else ():
+                variant = recipe.variants[name]
+                if v not in variant.when:
+                    check.fail(f"flavour {flavour.name}: variant {name} is unavailable for {version} "
+                               f"(its when = \"{variant.when}\" at recipe.toml:{variant.line}): narrow the "
+                               f"flavour's when = \"{flavour.when}\" or widen the variant's", *at)
+
+
+def unavailable(recipe, flavour: Flavour, version: str) -> str | None:
+    """Why the flavour has no build of `version` (its range, or a variant's), or None."""
+    v = Version.parse(version)
+    path = Path(recipe.path)
+    where = path.relative_to(settings.ROOT) if path.is_relative_to(settings.ROOT) else path
+    if v not in flavour.when:
+        return f"the {flavour.name} flavour {flavour.when.describe()} (when = \"{flavour.when}\" in {where})"
+    for name in flavour.variants:
+        variant = recipe.variants[name]
+        if v not in variant.when:
+            return (f"the {flavour.name} flavour {variant.when.describe()} (when = \"{variant.when}\" "
+                    f"of its variant {name} in {where})")
+    return None
+
+
+def resolve(recipe, version: str, flavour_name: str) -> Resolved:
+    """The build (release, flavour) as the recipe describes it, checked for contradictions."""
+    flavour = recipe.check_flavour(flavour_name)
+    v = Version.parse(version)
+    on = tuple(name for name in recipe.variants if name in flavour.variants)
+    variants = [recipe.variants[name] for name in on]
+    args = [a for when, group in recipe.configure if when.satisfied_by(v, on) for a in group]
+    replaced = {a for variant in variants for a in variant.replaces}
+    for variant in variants:
+        for arg in variant.replaces:
+            if arg not in args:
+                raise KilnError(f"{recipe.path}:{variant.line}: variant {variant.name} replaces {arg!r}, "
+                                f"which no [[configure]] entry gives {version}: take it out of `replaces`")
+        args += variant.configure
+    _check_arguments(recipe, version, flavour, args, replaced)
+    kind = next((variant for variant in variants if variant.vm_kind), None)
+    return Resolved(
+        version=version, flavour=flavour_name, variants=on, configure=tuple(args),
+        cflags=tuple(c for variant in variants for c in variant.cflags),
+        vm_kind=kind.vm_kind if kind else recipe.vm_kind_default,
+        execute_cflags=kind.execute_cflags if kind else (),
+        libraries=tuple(dict.fromkeys(lib for variant in variants for lib in variant.libraries)),
+        patches=tuple(p for p in recipe.patches if p.when.satisfied_by(v, on)),
+    )
+
+
+def _check_arguments(recipe, version: str, flavour: Flavour, args: list[str], replaced: set[str]) -> None:
+    seen: dict[str, str] = {}
+    for arg in args:
+        match = _FEATURE.match(arg)
+        key = match.group(1) if match else arg
+        earlier = seen.get(key)
+        if earlier is not None and earlier not in replaced:
+            what = "twice" if earlier == arg else f"after {earlier!r}"
+            raise KilnError(f"{recipe.path}:{flavour.line}: {version} {flavour.name} would get {arg!r} {what}: "
+                            "its meaning would depend on the order of arguments (give it once, or "
+                            "declare the variant's `replaces`)")
+        seen[key] = arg
