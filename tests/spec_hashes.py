@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -57,7 +58,10 @@ def current() -> dict:
     result = {}
     for build in builds():
         script = configure.render_script(build, fixed)
-        text = script.replace(out, "<out>").replace(root, "<root>").replace(sys.executable, "<python>")
+        # Whole path components only: a checkout at /kiln must not turn $SRC/kiln-shim into <root>-shim.
+        text = script
+        for path, placeholder in ((out, "<out>"), (root, "<root>"), (sys.executable, "<python>")):
+            text = re.sub(re.escape(path) + r"(?=[/'\"\s]|$)", placeholder, text, flags=re.M)
         text = text.replace(f"'{native}'", "<native-php>").replace(f" {native} ", " <native-php> ")
         if autoconf:
             text = text.replace(autoconf, "<autoconf>")
