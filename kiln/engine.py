@@ -152,6 +152,16 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content, read a MiB at a time: what both engines' caches key
+    compiled modules on (kiln/runner.py, kiln/wasmtime_cli.py)."""
+    digest = sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint_of(wasmtime_version: str, engine: Mapping[str, object], machine_name: str) -> str:
     key = canonical_json({"wasmtime": wasmtime_version, "settings": dict(engine), "machine": machine_name})
     return sha256(key.encode()).hexdigest()[:16]

@@ -117,6 +117,15 @@ def _stderr_channel() -> tuple[int, int]:
     return main_end, child_end
 
 
+def _kill_and_reap(pid: int) -> None:
+    """End the guest's process now (it may have ended already) and collect its status."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
 def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: float | None,
                 label: str) -> int:
     """Run `wasmtime run` as a child with this process's stdin and stdout, relaying its stderr;
@@ -150,11 +159,7 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
     relay = _StderrRelay(engine.CLI_EXIT_MARKER)
 
     def end(status: int) -> None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        _kill_and_reap(pid)
         relay.finish(status, label)
         os._exit(status)
 
@@ -168,11 +173,7 @@ def run_process(command: Sequence[str], grants: Sequence[Preopen], timeout: floa
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready = select.select([err_read], [], [], wait)[0]
         if deadline is not None and time.monotonic() >= deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
+            _kill_and_reap(pid)
             relay.finish(EXIT_TIMEOUT, label)
             os.write(2, f"{label}: timed out after {timeout:g} s\n".encode())
             return EXIT_TIMEOUT

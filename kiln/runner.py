@@ -44,7 +44,6 @@ import argparse
 import atexit
 import ctypes
 import gc
-import hashlib
 import itertools
 import json
 import os
@@ -68,7 +67,7 @@ try:
 
     from kiln import settings
     from kiln.engine import (ENGINE_SETTINGS, EXIT_TIMEOUT, EXIT_TRAP, Preopen, engine_fingerprint,
-                             engine_settings, fingerprint_of, machine, wasmtime_py_version)
+                             engine_settings, file_sha256, fingerprint_of, machine, wasmtime_py_version)
     from kiln.errors import KilnError
 finally:
     if _gc_was_enabled:
@@ -204,14 +203,6 @@ def _timeout_ticks(timeout: float) -> int:
 # Loading and precompiling
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     return Path(str(artifact) + SIDECAR_SUFFIX)
 
@@ -238,7 +229,7 @@ def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike,
         # load_module picks the engine with or without epoch checks from it).
         "settings": engine_settings(time_limits),
         "machine": machine(),
-        "source_sha256": _sha256_file(wasm_path),
+        "source_sha256": file_sha256(wasm_path),
         "size": len(data),
     }
     atomic.write_json(sidecar, meta)
@@ -391,7 +382,7 @@ def load_cached(path: str | os.PathLike, need_time_limits: bool = False) -> wasm
             return load_cached(source, need_time_limits)
         return load_module(path, need_time_limits)
     flag = True if need_time_limits else None
-    cached = settings.cache_dir() / "modules" / engine_fingerprint(flag) / f"{_sha256_file(path)}.cwasm"
+    cached = settings.cache_dir() / "modules" / engine_fingerprint(flag) / f"{file_sha256(path)}.cwasm"
     if read_artifact_metadata(cached) is None or not cached.is_file():
         try:
             precompile(path, cached, flag)

@@ -143,20 +143,12 @@ def _compile_bytes(data: bytes, out: Path) -> None:
         _compile(Path(source.name), out)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = engine.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def compiled(wasm: Path, sha256: str | None = None) -> Path:
     """The cached artifact of a .wasm (compiled now if missing): its proc_exit import rewritten
     to come from EXIT_SHIM, then `wasmtime compile`d."""
     from kiln import wasmfile
 
-    sha256 = sha256 or _sha256_file(wasm)
+    sha256 = sha256 or engine.file_sha256(wasm)
     out = cache_dir() / f"{sha256}.cwasm"
     if out.is_file():
         return out
@@ -199,7 +191,7 @@ def artifact(path: str | os.PathLike) -> Path | None:
     if cached.is_file():
         return cached
     beside = path.with_suffix(".wasm")
-    if beside.is_file() and _sha256_file(beside) == source:
+    if beside.is_file() and engine.file_sha256(beside) == source:
         return compiled(beside, source)
     return None
 

@@ -148,7 +148,7 @@ def test_precompile_round_trip_leaves_no_temp_files(tool, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tool.cwasm", "tool.cwasm.json"]
     meta = json.loads((tmp_path / "tool.cwasm.json").read_text())
     assert meta["fingerprint"] == runner.engine_fingerprint()
-    assert meta["source_sha256"] == runner._sha256_file(tool)
+    assert meta["source_sha256"] == runner.file_sha256(tool)
     module = runner.load_module(out)
     assert runner.load_module(out) is module  # cached per path + mtime
     r = runner.run(out, ["tool", "exit", "42"])
@@ -345,13 +345,13 @@ def test_a_wasm_module_is_compiled_once_and_cached(tool, tmp_path, engine):
         from kiln import wasmtime_cli
 
         artifacts = list(cache.glob("wasmtime-cli/*/*.cwasm"))
-        assert sorted(a.name for a in artifacts) == sorted([f"{runner._sha256_file(tool)}.cwasm",
+        assert sorted(a.name for a in artifacts) == sorted([f"{runner.file_sha256(tool)}.cwasm",
                                                             f"exit-shim-{wasmtime_cli.SHIM_VERSION}.cwasm"])
         assert {a.parent.name for a in artifacts} == {wasmtime_cli.fingerprint()}
         assert not list(cache.glob("modules/*/*"))   # wasmtime-py compiled nothing
         return
     artifacts = list(cache.glob("modules/*/*.cwasm"))
-    assert [a.name for a in artifacts] == [f"{runner._sha256_file(tool)}.cwasm"]
+    assert [a.name for a in artifacts] == [f"{runner.file_sha256(tool)}.cwasm"]
     assert artifacts[0].parent.name == runner.engine_fingerprint()
     stamp = artifacts[0].stat().st_mtime_ns
     runner.load_cached(tool)  # in process too: the cached artifact is reused, not rewritten

@@ -73,7 +73,7 @@ def test_an_aot_artifact_runs_from_the_wasm_beside_it_and_a_stale_one_is_refused
     proc = kiln_run(str(artifact), "exit", "255", cache=cache)
     assert proc.returncode == 255, proc.stderr
     assert [p.name for p in cache.glob("wasmtime-cli/*/*.cwasm") if "shim" not in p.name] == [
-        f"{runner._sha256_file(tool)}.cwasm"]
+        f"{runner.file_sha256(tool)}.cwasm"]
     meta = json.loads(runner.sidecar_path(artifact).read_text())
     runner.sidecar_path(artifact).write_text(json.dumps({**meta, "wasmtime": "0.0.1", "fingerprint": "0" * 16}))
     proc = kiln_run(str(artifact), "exit", "0", cache=cache, text=True)
