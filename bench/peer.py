@@ -130,7 +130,7 @@ def main() -> None:
     if ns.no_docs:
         return
     from graph import cpu_model, write_section
-    wasmtime_version = runner._wasmtime_version()
+    wasmtime_version = runner.wasmtime_py_version()
     body = (f"`bench/peer.py --rounds {ns.rounds}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{cpu_model()} ({os.cpu_count()} cores, {platform.machine()}), load average "
             f"{' '.join(f'{x:.2f}' for x in load_before)} before and "

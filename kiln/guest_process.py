@@ -217,16 +217,11 @@ def cached_artifact(module: str, folder: str) -> str | None:
         with open(module, "rb") as f:
             magic = f.read(4)
         if magic == _WASM_MAGIC:
-            digest = engine.sha256()
-            with open(module, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            source = digest.hexdigest()
+            source = engine.file_sha256(module)
         elif magic == _ELF_MAGIC:
             with open(module + ".json") as f:
                 meta = f.read()
-            if _sidecar_value(meta, "fingerprint") not in (engine.engine_fingerprint(False),
-                                                          engine.engine_fingerprint(True)):
+            if not engine.current_in_process(_sidecar_value(meta, "fingerprint")):
                 return None
             source = _sidecar_value(meta, "source_sha256")
         else:

@@ -139,7 +139,7 @@ def dockerfile_quote(value) -> str:
 
 def template_values(build: Build, kind: str) -> dict:
     spec = check_kind(kind)
-    engine = runner._wasmtime_version()
+    engine = runner.wasmtime_py_version()
     return {
         "kind": kind,
         "version": build.version,

@@ -108,8 +108,8 @@ def installed_releases() -> list[str]:
 def release() -> str:
     """The installed release Kiln uses: this distribution's (native.toml) if it is installed,
     else the newest installed one at or above the minimum, else the one setup would install."""
-    wanted = table()["debian"].get(os_release().get("VERSION_ID", ""), "") \
-        if os_release().get("ID") == "debian" else ""
+    system = os_release()
+    wanted = table()["debian"].get(system.get("VERSION_ID", ""), "") if system.get("ID") == "debian" else ""
     installed = [r for r in installed_releases() if _key(r) >= _key(table()["minimum"])]
     if wanted in installed or not installed:
         return wanted or "X.Y"

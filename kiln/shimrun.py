@@ -204,7 +204,7 @@ def load_entrypoint(image: LoadedImage, module_path: Path, guest: str):
             raise KilnError(
                 f"{guest} in {image.source} is precompiled for Wasmtime {labels.get('kiln.engine.version', '?')} "
                 f"(engine {wanted or 'unknown: no kiln.engine.fingerprint label'}); this is Wasmtime "
-                f"{runner._wasmtime_version()} (engine {runner.engine_fingerprint()}): "
+                f"{runner.wasmtime_py_version()} (engine {runner.engine_fingerprint()}): "
                 f"run the -cli image instead, or rebuild the -cli-aot image here")
         try:
             return runner.deserialize_file(module_path, flags[0])

@@ -21,7 +21,6 @@ from pathlib import Path
 from . import settings
 from .errors import KilnError
 from .versions import ANY, Version, VersionRange
-from .when import When
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _FEATURE = re.compile(r"^--(?:enable|disable|with|without)-([A-Za-z0-9_-]+)(?:=.*)?$")

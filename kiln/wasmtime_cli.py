@@ -106,10 +106,6 @@ def cache_dir() -> Path:
     return settings.cache_dir() / "wasmtime-cli" / fingerprint()
 
 
-def _options() -> list[str]:
-    return ["-W", ",".join(f"{k}={v}" for k, v in WASM_OPTIONS.items())]
-
-
 def _compile(source: Path, out: Path) -> None:
     """`wasmtime compile` into `out`, atomically (a temp name beside it, then renamed)."""
     import subprocess
@@ -117,7 +113,7 @@ def _compile(source: Path, out: Path) -> None:
     from kiln import atomic  # only here: a run from the cache need not import it
 
     with atomic.atomic_path(out) as tmp:
-        proc = subprocess.run([str(binary()), "compile", *_options(), "-o", str(tmp), str(source)],
+        proc = subprocess.run([str(binary()), "compile", *engine.cli_options(), "-o", str(tmp), str(source)],
                               capture_output=True, text=True, env=engine_env())
         if proc.returncode != 0:
             lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -158,12 +154,6 @@ def compiled(wasm: Path, sha256: str | None = None) -> Path:
     return out
 
 
-def _current_in_process(meta: dict) -> bool:
-    """Whether an aot-stage artifact's sidecar matches the installed wasmtime-py (either epoch
-    setting): then it and its .wasm are current, and the .wasm is what to compile here."""
-    return meta.get("fingerprint") in (engine.engine_fingerprint(False), engine.engine_fingerprint(True))
-
-
 def artifact(path: str | os.PathLike) -> Path | None:
     """What `wasmtime run` should load for the module at `path`: the cached artifact of a .wasm
     (compiled once), or of the .wasm behind a current artifact of the aot stage (its sidecar
@@ -185,7 +175,7 @@ def artifact(path: str | os.PathLike) -> Path | None:
     except (OSError, ValueError):
         return None
     source = meta.get("source_sha256")
-    if not isinstance(source, str) or not _current_in_process(meta):
+    if not isinstance(source, str) or not engine.current_in_process(meta.get("fingerprint")):
         return None
     cached = cache_dir() / f"{source}.cwasm"
     if cached.is_file():
@@ -218,3 +208,12 @@ def can_confine(preopens: Iterable) -> bool:
     from kiln import landlock  # ctypes: only when a grant needs it
 
     return landlock.available()
+
+
+def artifact_for(module: str | os.PathLike, preopens: Iterable) -> Path | None:
+    """The command line's artifact for `module` with these grants, for `kiln run` and the pool's
+    workers alike; None when it must run in process (KILN_ENGINE=in-process, no usable binary,
+    read-only grants without Landlock, an artifact only wasmtime-py takes)."""
+    if settings.engine() == "in-process" or not available() or not can_confine(preopens):
+        return None
+    return artifact(module)

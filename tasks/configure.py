@@ -14,6 +14,7 @@ from kiln.layout import Build
 
 from . import builds, user_errors
 
+
 def render(s: spec.Spec) -> str:
     return templating.render(
         "wl-build.sh.j2",

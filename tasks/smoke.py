@@ -37,14 +37,15 @@ def _check(build: Build, modules: dict, report: Path, wasm: dict | None = None):
         print(f"  wasmedge: not run ({edge})")
     failed = [o.name for o in outcomes if not o.passed] + [f"{o.name} (wasmedge)" for o in on_edge if not o.passed]
     edge_results = {o.name: "passed" if o.passed else "failed" for o in on_edge}
+    fingerprint = runner.engine_fingerprint()
     atomic.write_json(report, {
         "version": build.version,
         "flavour": build.flavour,
-        "engine": runner.engine_fingerprint(),
+        "engine": fingerprint,
         "host": platform.machine(),
         "passed": not failed,
         "runtimes": {
-            "wasmtime": {"engine": runner.engine_fingerprint()},
+            "wasmtime": {"engine": fingerprint},
             "wasmedge": ({"version": edge.version, "where": edge.where} if isinstance(edge, wasmedge.WasmEdge)
                          else {"not_run": edge}),
         },

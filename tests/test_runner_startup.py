@@ -11,7 +11,7 @@ from kiln import runner
 def test_the_wasmtime_version_is_what_the_package_metadata_says():
     # Read from the .dist-info folder beside the package (no importlib.metadata); the engine
     # fingerprint, hence every precompiled artifact, depends on it.
-    assert runner._wasmtime_version() == importlib.metadata.version("wasmtime")
+    assert runner.wasmtime_py_version() == importlib.metadata.version("wasmtime")
 
 
 def test_importing_the_runner_leaves_gc_on_and_skips_package_metadata():

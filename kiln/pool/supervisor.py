@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln import atomic, runner, settings, wasmtime_cli
+from kiln import atomic, runner, wasmtime_cli
 from kiln.engine import Preopen
 from kiln.pool import fastcgi
 from kiln.pool.locks import StaleLocks
@@ -328,20 +328,11 @@ class Pool:
                 return
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
-    def _cli_artifact(self) -> Path | None:
-        """The Wasmtime command line's artifact for the module (compiled once into KILN_CACHE),
-        or None when the workers must run it in process (KILN_ENGINE=in-process, no usable
-        binary, read-only grants without Landlock, an artifact only wasmtime-py takes)."""
-        if settings.engine() == "in-process" or not wasmtime_cli.available() \
-                or not wasmtime_cli.can_confine(self.config.preopens):
-            return None
-        return wasmtime_cli.artifact(self.config.module)
-
     def start(self) -> "Pool":
         # The module is compiled here, once, into the cache the workers load from: compiled
         # by each worker instead, inside its first request's time limit, a slow compile would
         # end in a 504 and a replacement that starts compiling again.
-        cli = self._cli_artifact()
+        cli = wasmtime_cli.artifact_for(self.config.module, self.config.preopens)
         if cli is None:
             runner.load_cached(self.config.module)
         config = self.config
