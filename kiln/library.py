@@ -23,6 +23,9 @@ LIBRARIES = settings.ROOT / "libraries"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_+.-]*$")
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9_+.,~/-]+$")
+# A Debian source package, optionally pinned to a version (`libzip=1.7.3-1`) where the newest one
+# the archive lists answers 404 for its files (../shared/notes/sources.md).
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
 
 # How each build style is driven (templates/lib-build.sh.j2) and the [build] keys it takes.
 STYLES = {
@@ -46,7 +49,7 @@ class Library:
     path: Path
     version: str
     description: str
-    package: str          # Debian source package that carries the tarball (scripts/fill-mirror)
+    package: str          # Debian source package[=version] carrying the tarball (scripts/fill-mirror)
     file: str             # the tarball's name in the mirror and in build-output/sources
     sha256: str
     root: str             # the tarball's top folder
@@ -140,9 +143,9 @@ def load(path: Path | str) -> Library:
                    "[source]", "file")
     if not _SHA256.match(source["sha256"]):
         check.fail("[source] sha256 must be 64 lowercase hex digits", "[source]", "sha256")
-    if not _NAME.match(source["package"]):
-        check.fail(f"[source] package {source['package']!r} is not a Debian source package name",
-                   "[source]", "package")
+    if not _PACKAGE.match(source["package"]):
+        check.fail(f"[source] package {source['package']!r} is not a Debian source package name "
+                   "(name, or name=version to pin a version)", "[source]", "package")
     _relative(check, source["root"], "[source] root", "[source]", "root")
 
     build = _expect(check, data["build"], dict, "[build]", "[build]")
