@@ -23,7 +23,7 @@ def render(s: spec.Spec) -> str:
         tools=s.tools,
         shim=s.shim,
         shim_sources=sorted(p.name for p in s.shim.glob("*.[cS]")),
-        configure_args=s.resolved.configure,
+        configure_args=s.configure_args(),
         libraries=s.libraries,
         make_targets=s.recipe.settings.get("make_targets", []),
         vm_kind=s.vm_kind,
