@@ -199,6 +199,7 @@ class ContainerBackend:
 
     def __init__(self, podman: Podman, image: str, max_output: int | None = None):
         self.podman, self.image, self.max_output = podman, image, max_output
+        self.path = image   # what the server's log line names
 
     def run(self, env: Mapping[str, str], body: bytes, timeout: float | None):
         from .runner import EXIT_TIMEOUT
@@ -230,7 +231,7 @@ def server(podman: Podman, layout: Path, image: str, port: int = 0, **options):
         rootfs = Path(scratch) / "rootfs"
         shimrun.unpack(loaded, rootfs)
         config = rootfs_config(rootfs, Path("/php-cgi.wasm"), docroot, port, **options)
-        config = dataclasses.replace(config, module=None,
+        config = dataclasses.replace(config, module=None, isolation="request",
                                      backend=ContainerBackend(podman, image, config.max_response))
         with Server(config) as started:
             yield started

@@ -137,12 +137,24 @@ def test_cli_image_prints_the_demo_page_with_a_docroot_mounted(podman, images):
     assert done.returncode == 0, page + done.stderr.decode(errors="replace")
     lines = page.splitlines()
     assert lines[0] == f'Hello from PHP {VERSION} running on "wasi (none) 0.0.0 0.0.0 wasm32"', page
-    count = int(lines[1].split()[2])
-    names = sorted(line.strip() for line in lines[2:2 + count])
-    assert lines[1] == f"Running with {count} environment variables" and "PATH" in names, page
-    assert "HOSTNAME" in names, page
+    # Docker+Wasm in the demo: PATH and HOSTNAME, and `/` = docroot etc php.wasm. crun passes
+    # podman's whole environment and grants the container's root, its mounts included.
+    assert lines[1] == "Running with 4 environment variables", page
+    assert sorted(line.strip() for line in lines[2:6]) == ["HOME", "HOSTNAME", "PATH", "container"]
     listing = page.split("Contents of /:\n", 1)[1].split()
-    assert {"docroot", "etc", "php.wasm"} <= set(listing), page
+    assert listing == ["dev", "docroot", "etc", "php.wasm", "proc", "run", "sys"], page
+
+
+@pytest.mark.slow
+def test_the_handler_does_not_pass_the_modules_exit_codes_on(podman, images):
+    """crun's handler exits 0 whenever WasmEdge returns and 1 when it does not (docs/images.md)."""
+    name, _ = images[("compat", "cli")]
+    assert crun.run(podman, name, ["-r", "exit(3);"], timeout=120).returncode == 0
+    trapped = crun.run(podman, name, ["-r", "echo 'before'; trigger_error('kiln', E_USER_ERROR);"],
+                       timeout=120)
+    out = (trapped.stdout + trapped.stderr).decode(errors="replace")
+    assert trapped.returncode == 1 and out.startswith("before"), out
+    assert "unreachable" in out and "could not get wasmedge result from VM" in out, out
 
 
 @pytest.mark.slow
