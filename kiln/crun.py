@@ -11,7 +11,7 @@ podman and a crun with the WasmEdge handler (Debian 13), those run directly.
 The root is its own, not an extension of kiln.wasmedge's: that one is used without chroot or
 mounts (its wasmedge through the root's ld.so) by every smoke check, this one holds podman's
 state and image store; each can be remade or removed without touching the other, at the cost
-of 200 MB and about a minute.
+of 544 MB and 95 s once (measured on a loaded 2-core machine, docs/images.md).
 
 crun picks the handler per container from an annotation (`run.oci.handler=wasm`; podman does
 not pass image labels such as `module.wasm.image/variant` on as annotations) and then runs the
@@ -27,8 +27,8 @@ import dataclasses
 import math
 import re
 import shutil
-import tempfile
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -128,7 +128,7 @@ def find() -> Podman | None:
 
 def provision(log=print) -> Podman:
     """find(), or make the Debian 13 root with podman and crun first (root, debootstrap and apt's
-    sources needed; about a minute). A one-line KilnError says why it cannot."""
+    sources needed; 95 s here). A one-line KilnError says why it cannot."""
     found = find()
     if found:
         return found
