@@ -129,14 +129,14 @@ def find() -> Podman | None:
 def provision(log=print) -> Podman:
     """find(), or make the Debian 13 root with podman and crun first (root, debootstrap and apt's
     sources needed; 95 s here). A one-line KilnError says why it cannot."""
-    found = find()
+    found = _native()
     if found:
         return found
     root = root_dir()
     if not (root / "usr" / "bin" / "podman").is_file():
         seconds = debroot.make(root, PACKAGES, "crun", log)
         log(f"  crun: Debian 13 root with {' '.join(PACKAGES)} made in {seconds:.0f} s")
-    _configure(root)
+    _configure(root)   # every time: a root made earlier gets the templates' current text
     found = _in_root(root)
     if found is None:
         raise KilnError(f"{root} was made but its podman or crun ({FEATURE}) does not run: "
