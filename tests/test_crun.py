@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -155,6 +156,18 @@ def test_the_handler_does_not_pass_the_modules_exit_codes_on(podman, images):
     out = (trapped.stdout + trapped.stderr).decode(errors="replace")
     assert trapped.returncode == 1 and out.startswith("before"), out
     assert "unreachable" in out and "could not get wasmedge result from VM" in out, out
+
+
+@pytest.mark.slow
+def test_containers_run_side_by_side(podman, images):
+    """Every run shares the root's /run and podman's file locks (templates/crun-podman.sh.j2);
+    with a /run of their own, runs at the same time broke each other's containers."""
+    name, _ = images[("compat", "cli")]
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda i: crun.run(podman, name, ["-r", f"usleep(200000); echo {i};"],
+                                                timeout=200), range(8)))
+    assert [(r.returncode, r.stdout.decode().strip()) for r in runs] == [(0, str(i)) for i in range(8)], \
+        [r.stderr.decode(errors="replace")[-300:] for r in runs]
 
 
 @pytest.mark.slow
