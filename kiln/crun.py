@@ -211,8 +211,9 @@ class ContainerBackend:
             return CgiResult(EXIT_TIMEOUT, b"", b"", timed_out=True)
         except OSError as exc:
             return CgiResult(-1, b"", b"", error=f"podman: {exc.strerror}")
-        # Past podman's --timeout conmon kills the container with SIGKILL: 128 + 9.
-        timed_out = done.returncode == 137
+        # podman run exits 255 when its --timeout ended the container (measured with podman
+        # 5.4); crun's handler itself exits only 0 or 1.
+        timed_out = done.returncode == 255
         truncated = self.max_output is not None and len(done.stdout) > self.max_output
         return CgiResult(done.returncode, done.stdout, done.stderr, timed_out=timed_out,
                          truncated=truncated)

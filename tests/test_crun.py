@@ -156,6 +156,10 @@ def test_the_handler_does_not_pass_the_modules_exit_codes_on(podman, images):
     out = (trapped.stdout + trapped.stderr).decode(errors="replace")
     assert trapped.returncode == 1 and out.startswith("before"), out
     assert "unreachable" in out and "could not get wasmedge result from VM" in out, out
+    # podman's --timeout ends a container that runs too long: 255, which the handler never gives.
+    slow = crun.run(podman, name, ["-r", "sleep(30); echo 'not reached';"], timeout=2)
+    assert slow.returncode == 255 and b"not reached" not in slow.stdout
+    assert podman.check(["ps", "-a", "--quiet"]).strip() == ""
 
 
 @pytest.mark.slow
