@@ -57,6 +57,8 @@ class Spec:
             "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
             "configure": list(resolved.configure),
             "flavour_cflags": list(resolved.cflags),
+            # Only where a variant asks for it, so the other builds keep their keys.
+            **({"post_link": list(resolved.post_link)} if resolved.post_link else {}),
             "autoconf": self.autoconf,
             "make_targets": recipe.settings.get("make_targets", []),
             "vm": [resolved.vm_kind, list(resolved.execute_cflags)],
@@ -85,7 +87,7 @@ class Spec:
         r = self.resolved
         return {"release": r.version, "flavour": r.flavour, "variants": list(r.variants),
                 "configure": list(r.configure), "cflags": list(r.cflags), "vm_kind": r.vm_kind,
-                "execute_cflags": list(r.execute_cflags),
+                "execute_cflags": list(r.execute_cflags), "post_link": list(r.post_link),
                 "libraries": {name: version for name, version, _ in self.library_pins},
                 "patches": [name for name, _ in self.series],
                 "toolchain": f"{self.tools.name} {self.tools.version}", "autoconf": self.autoconf}

@@ -31,7 +31,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 PREFIX = re.compile(r"\{prefix:([a-z0-9][a-z0-9_+.-]*)\}")
 _FEATURE = re.compile(r"^--(?:enable|disable|with|without)-([A-Za-z0-9_-]+)(?:=.*)?$")
 KEYS = {"description", "configure", "libraries", "cflags", "vm_kind", "execute_cflags", "when",
-        "requires", "conflicts", "replaces"}
+        "requires", "conflicts", "replaces", "post_link"}
 FLAVOUR_KEYS = {"description", "variants", "where_available", "when"}
 
 
@@ -49,6 +49,7 @@ class Variant:
     requires: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments its own override
+    post_link: tuple[str, ...] = ()  # wasm-opt options run on the linked modules (php_collect)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Resolved:
     execute_cflags: tuple[str, ...]
     libraries: tuple[str, ...]
     patches: tuple                 # recipe.Patch, in series order
+    post_link: tuple[str, ...] = ()  # wasm-opt options for the linked modules, in variant order
 
     @property
     def regenerates_configure(self) -> bool:
@@ -97,7 +99,10 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
                        f"(allowed: {', '.join(sorted(KEYS))})", *at)
         lists = {key: _string_list(check, entry.get(key, []), f"variant {name} `{key}`", *at)
                  for key in ("configure", "libraries", "cflags", "execute_cflags", "requires",
-                             "conflicts", "replaces")}
+                             "conflicts", "replaces", "post_link")}
+        if not all(option.startswith("-") for option in lists["post_link"]):
+            check.fail(f"variant {name}: `post_link` is a list of wasm-opt options, each starting "
+                       f"with '-' (like [\"--strip-eh\", \"-O1\"])", *at)
         kind = entry.get("vm_kind")
         if kind is not None and kind not in vm_kinds:
             check.fail(f"variant {name}: vm_kind must be one of {', '.join(vm_kinds)}, not {kind!r}", *at)
@@ -232,6 +237,7 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
         execute_cflags=kind.execute_cflags if kind else (),
         libraries=tuple(dict.fromkeys(lib for variant in variants for lib in variant.libraries)),
         patches=tuple(p for p in recipe.patches if p.when.satisfied_by(v, on)),
+        post_link=tuple(o for variant in variants for o in variant.post_link),
     )
 
 

@@ -29,6 +29,9 @@ def render(s: spec.Spec) -> str:
         vm_kind=s.vm_kind,
         execute_cflags=s.resolved.execute_cflags,
         flavour_cflags=s.resolved.cflags,
+        # A flavour's -mcpu goes to the link too: zig cc builds wasi-libc for the -mcpu it links
+        # with, and the toolchain's (in LDFLAGS, after CFLAGS) would bring tail calls back.
+        flavour_ldflags=[flag for flag in s.resolved.cflags if flag.startswith("-mcpu=")],
         vm_files=spec.VM_FILES,
         tailcall=s.tailcall,
         native_php=s.native_php,
