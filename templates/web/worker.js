@@ -2,7 +2,8 @@
 // runs. The module is the build's php.wasm, byte for byte: fetched once, hashed (the page compares
 // the hash with the server's module), compiled once; each run gets a fresh instance, a fresh
 // in-memory file system and fresh stdio, as each request gets on the server.
-import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI } from "./shim/index.js";
+import { Root } from "./fs.js";
+import { ConsoleStdout, Directory, File, OpenFile, WASI } from "./shim/index.js";
 
 // Output is posted as it is written, but coalesced: a loop of small echoes must not become one
 // message per write. The first write always goes at once (the page measures time to it).
@@ -88,7 +89,7 @@ async function run({ id, code, stdin = "" }) {
     new OpenFile(new File(encoder.encode(stdin))),
     new ConsoleStdout((data) => stdout.write(data)),
     new ConsoleStdout((data) => stderr.write(data)),
-    new PreopenDirectory("/", root),
+    new Root("/", root),
   ], { debug: false }); // the shim logs every call to the console unless told not to
   let exit = null;
   let trap = null;
