@@ -3,7 +3,7 @@ docs/web.md). Part of `php:<build>`: it copies files and builds nothing."""
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from kiln import web
+from kiln import web, wordpress
 from kiln.errors import KilnError
 from kiln.layout import Build
 
@@ -33,13 +33,14 @@ def task_php_web():
             yield {"name": build.id, "actions": [lambda m=message: TaskFailed(m)],
                    "targets": targets(build), "doc": f"browser site for {build.id} (unavailable: {exc})"}
         return
-    inputs = [*web.site_templates(), *web.shim_files()]
     for build in builds():
         modules = {name: build.module(name) for name in php().outputs}
+        # The wordpress flavour's site carries the docroot: the wordpress_docroot stage makes it.
+        docroot = [wordpress.docroot_stamp()] if web.has_wordpress(build) else []
         yield {
             "name": build.id,
             "actions": [(_web, [build, modules])],
-            "file_dep": [*modules.values(), *inputs],
+            "file_dep": [*modules.values(), *web.site_templates(build), *web.shim_files(), *docroot],
             "targets": targets(build),
             "uptodate": [config_changed(identity)],
             "doc": f"browser playground for {build.id} (build-output/web/php-{build.id}/)",

@@ -3,11 +3,13 @@ the playground; and the playground itself in Debian's Chromium, headless, driven
 playwright-core (tests/browser.mjs), served from a loopback static server."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -100,6 +102,43 @@ def test_the_static_server_sends_wasm_as_application_wasm(fake_site):
             assert response.headers["Content-Type"] == "text/javascript"
 
 
+def test_the_wordpress_flavour_site_carries_the_docroot_and_the_service_worker(fake_site, tmp_path):
+    web, modules = fake_site
+    from kiln import wordpress
+    docroot = wordpress.docroot_dir()
+    (docroot / "wp-admin").mkdir(parents=True)
+    (docroot / "wp-content" / "database").mkdir(parents=True)
+    (docroot / "index.php").write_text("<?php echo 'front';\n")
+    (docroot / "wp-admin" / "install.php").write_text("<?php echo 'install';\n")
+    deep = docroot / ("d" * 90) / ("e" * 60) / "f.css"   # past ustar's 100-character name field
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(b"body{}")
+    build = Build("php", "8.2.32", "wordpress")
+    manifest = web.make_site(build, modules)
+    site = web.site_folder(build)
+    assert (site / "wordpress.html").is_file() and (site / "wordpress" / "sw.js").is_file()
+    assert 'href="wordpress.html"' in (site / "index.html").read_text()
+    assert manifest["wordpress"]["files"] == 3
+    with tarfile.open(site / web.DOCROOT_ARCHIVE) as archive:
+        names = {m.name: m for m in archive.getmembers()}
+        # Plain ustar, what the service worker's reader knows: no pax or GNU long-name records.
+        assert all(m.type in (tarfile.REGTYPE, tarfile.DIRTYPE) and not m.pax_headers for m in names.values())
+    assert gzip.decompress((site / web.DOCROOT_ARCHIVE).read_bytes())[257:265] == b"ustar\x0000"
+    with tarfile.open(site / web.DOCROOT_ARCHIVE) as archive:
+        assert archive.extractfile(names["wp-admin/install.php"]).read() == b"<?php echo 'install';\n"
+        assert archive.extractfile(names[deep.relative_to(docroot).as_posix()]).read() == b"body{}"
+        assert names["wp-content/database"].isdir()
+    # The same docroot packs to the same bytes (no times, no owners).
+    again = tmp_path / "again.tar.gz"
+    web.pack_docroot(docroot, again)
+    assert again.read_bytes() == (site / web.DOCROOT_ARCHIVE).read_bytes()
+    # The default flavour's site has no WordPress.
+    web.make_site(BUILD, modules)
+    plain = web.site_folder(BUILD)
+    assert not (plain / "wordpress.html").exists() and not (plain / web.DOCROOT_ARCHIVE).exists()
+    assert "wordpress.html" not in (plain / "index.html").read_text()
+
+
 def test_the_build_chain_includes_the_site():
     from tasks.group import stages_of
     assert "php_web:8.2.32" in stages_of("8.2.32")
@@ -161,3 +200,50 @@ def test_the_playground_runs_php_in_chromium(site, tmp_path):
     print(f"\nweb {BUILD.id}: " + "; ".join(
         f"{name}: {s['bytes']} bytes, first output {s['firstOutputMs']:.0f} ms, compile {s['compileMs']:.0f} ms"
         for name, s in zip(("version", "fatal", "typed", "script"), (version, fatal, typed, tagged))))
+
+
+# ---------------------------------------------------------------------------------------------
+# WordPress in the browser (the wordpress flavour's site)
+
+WORDPRESS = Build("php", "8.2.32", "wordpress")
+
+
+@pytest.fixture(scope="module")
+def wordpress_site():
+    build(f"php_web:{WORDPRESS.id}")
+    from kiln import web
+    folder = web.site_folder(WORDPRESS)
+    assert (folder / "wordpress.html").is_file(), folder
+    return folder
+
+
+@pytest.mark.slow
+def test_wordpress_installs_logs_in_publishes_and_survives_a_restart_in_chromium(wordpress_site, tmp_path):
+    assert (wordpress_site / "php-cgi.wasm").read_bytes() == WORDPRESS.module("php-cgi").read_bytes()
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("playwright-core is not installed: run scripts/setup (npm ci)")
+    with StaticServer(wordpress_site) as server:
+        result = subprocess.run(["node", str(ROOT / "tests" / "browser-wordpress.mjs"), chromium(),
+                                 server.url, str(tmp_path / "profile")],
+                                capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    seen = json.loads(result.stdout)
+    # The static server holds no WordPress page (only wordpress/sw.js under wordpress/), so each
+    # page below came from the service worker. (After a browser restart Chromium may also send
+    # the first navigation to the network while the worker starts; the worker's answer wins.)
+    assert seen["installer"]["title"] == "WordPress › Installation", seen["installer"]
+    assert "WordPress has been installed" in seen["installed"]["text"], seen["installed"]
+    assert seen["login"]["url"].endswith("/wordpress/wp-admin/"), seen["login"]
+    assert seen["login"]["title"].startswith("Dashboard"), seen["login"]
+    assert seen["post"]["status"] == 201, seen["post"]
+    title = seen["post"]["body"]["title"]["rendered"]
+    assert title == "Written in the browser by php-cgi.wasm"
+    assert title in seen["front"]["text"] and seen["front"]["title"].startswith("Kiln in the browser")
+    # A new browser on the same profile: the worker started from nothing, the database and the
+    # login came back from IndexedDB.
+    assert title in seen["reloaded"]["text"], seen["reloaded"]
+    assert seen["dashboard"]["title"].startswith("Dashboard"), seen["dashboard"]
+    assert not seen["errors"], seen["errors"]
+    print(f"\nwordpress {WORDPRESS.id}: installer after {seen['installer']['ms']} ms (cold), "
+          f"install {seen['installed']['ms']} ms, login {seen['login']['ms']} ms, "
+          f"post {seen['post']['ms']} ms, front page after a restart {seen['reloaded']['ms']} ms")
