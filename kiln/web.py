@@ -83,7 +83,8 @@ def pack_docroot(source: Path, target: Path) -> int:
 
 
 def identity() -> dict:
-    """What decides the site besides the modules' and templates' bytes."""
+    """What decides the site besides the modules' and templates' bytes. `layout`: raise it when
+    this module changes what it writes, so every site is written again."""
     return {"shim": SHIM, "shim_version": shim_version(), "layout": 1}
 
 
