@@ -1,6 +1,7 @@
 // Drives the playground (build-output/web/php-<build>/index.html) in headless Chromium through
 // playwright-core, for tests/test_web.py. Usage: node tests/browser.mjs CHROMIUM JOB.json
-// JOB: {"profile": dir, "visits": [{"url": ..., "type": code (optional: typed, then Run)}]}
+// JOB: {"visits": [{"url": ..., "stop": code (optional: run, then Stop), "type": code (optional:
+// typed, then Run)}]}
 // Prints one JSON object per visit (a list): what the page shows once the run has ended.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
@@ -27,6 +28,17 @@ async function visit(spec) {
   // Ready: the module is compiled and PHP has said its version (or could not).
   await page.waitForFunction(() => document.getElementById("php-version").textContent !== "…",
     null, { timeout: TIMEOUT });
+  if (spec.stop !== undefined) {
+    // A script that never ends: the page must stay responsive (PHP runs in the worker), and
+    // Stop must bring back a PHP that runs the next script.
+    await page.fill("#code", spec.stop);
+    await page.click("#run");
+    await page.waitForTimeout(1000);
+    const responsive = await page.evaluate(() => document.getElementById("status").textContent);
+    await page.click("#stop");
+    await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: TIMEOUT });
+    console.push(`status while the endless script ran: ${responsive}`);
+  }
   if (spec.type !== undefined) {
     await page.fill("#code", spec.type);
     await page.click("#run");

@@ -167,11 +167,12 @@ def test_the_playground_runs_php_in_chromium(site, tmp_path):
                " ' ', var_export(is_writable('/tmp') && is_readable('/tmp/kiln.txt'), true);")
     script = "<?php\necho 'tagged ', strtoupper('script'), \"\\n\";\n"
     with StaticServer(site) as server:
-        version, fatal, typed, tagged = drive([
+        version, fatal, typed, tagged, stopped = drive([
             {"url": run_url(server, "echo PHP_VERSION;")},
             {"url": run_url(server, "echo 'before'; kiln_no_such_function();")},
             {"url": f"{server.url}/index.html", "type": written},
             {"url": run_url(server, script)},
+            {"url": f"{server.url}/index.html", "stop": "while (true) {}", "type": "echo 'after stop';"},
         ], tmp_path)
     assert "/php.wasm" in server.requests
 
@@ -189,6 +190,9 @@ def test_the_playground_runs_php_in_chromium(site, tmp_path):
     # is_writable(): the shim's directories carry no rights; templates/web/fs.js grants them.
     assert typed["output"] == "kept in memory .,..,d,kiln.txt true"
     assert tagged["output"] == "tagged SCRIPT\n" and tagged["exit"] == "0", tagged
+    # The page answered while PHP looped; after Stop a new worker runs the next script.
+    assert "status while the endless script ran: running…" in stopped["console"], stopped
+    assert (stopped["output"], stopped["exit"]) == ("after stop", "0"), stopped
 
     for seen in (version, fatal, typed, tagged):
         assert not [line for line in seen["console"] if line.startswith(("error", "pageerror"))], seen["console"]
