@@ -60,8 +60,9 @@ function untar(bytes) {
   return root;
 }
 
-function lookup(contents, parts) {
-  let entry = new Directory(contents);
+// The entry at `parts` under the Directory `entry` (the shim's Directory sets its children's
+// parent when made, so a walk must not wrap maps in new ones).
+function lookup(entry, parts) {
   for (const part of parts) {
     if (!(entry instanceof Directory)) return null;
     entry = entry.contents.get(part);
@@ -97,7 +98,7 @@ function start() {
         .then((r) => new Response(r.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer()),
     ]);
     const module = await WebAssembly.compile(wasm);
-    const docroot = untar(new Uint8Array(archive));
+    const docroot = new Directory(untar(new Uint8Array(archive)));
     const database = await restore("database");
     if (database) {
       lookup(docroot, DATABASE.slice(0, -1)).contents.set(DATABASE.at(-1), new File(database));
@@ -115,7 +116,7 @@ function start() {
       contents.set(part, new Directory(new Map()));
       contents = contents.get(part).contents;
     }
-    contents.set(leaf, new Directory(docroot));
+    contents.set(leaf, docroot);
     console.log(`kiln: WordPress ready in ${(performance.now() - started).toFixed(0)} ms`);
     return { module, docroot, root, cookies };
   })();
