@@ -1,6 +1,7 @@
 """The browser site (php_web, kiln/web.py): the build's modules unchanged, the pinned WASI shim,
-the playground; and the playground itself in Debian's Chromium, headless, driven by
-playwright-core (tests/browser.mjs), served from a loopback static server."""
+the playground, the wordpress flavour's docroot archive and service worker; then the playground
+(tests/browser.mjs) and WordPress (tests/browser-wordpress.mjs) in Debian's Chromium, headless,
+driven by playwright-core, served from a loopback static server (tests/static_server.py)."""
 from __future__ import annotations
 
 import gzip
