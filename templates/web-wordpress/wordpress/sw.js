@@ -92,9 +92,14 @@ let site = null;
 function start() {
   site ??= (async () => {
     const started = performance.now();
+    const download = async (name) => {
+      const response = await fetch(new URL(`../${name}`, self.location));
+      if (!response.ok) throw new Error(`${name}: HTTP ${response.status} ${response.statusText}`);
+      return response;
+    };
     const [wasm, archive] = await Promise.all([
-      fetch(new URL("../php-cgi.wasm", self.location)).then((r) => r.arrayBuffer()),
-      fetch(new URL("../wordpress-docroot.tar.gz", self.location))
+      download("php-cgi.wasm").then((r) => r.arrayBuffer()),
+      download("wordpress-docroot.tar.gz")
         .then((r) => new Response(r.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer()),
     ]);
     const module = await WebAssembly.compile(wasm);
