@@ -21,6 +21,9 @@ printf("phar:// stream: %s\n", substr(stream_get_contents($stream), 0, 5));
 fclose($stream);
 printf("metadata: %s\n", (new Phar($path))->getMetadata()['built by']);
 printf("is_dir(phar://.../lib): %s\n", is_dir("phar://$path/lib") ? 'yes' : 'no');
+// Extraction chmod()s each file to its stored mode: WASI has none (patch 0018).
+$phar->extractTo('/tmp/unpacked');
+printf("extractTo: %s\n", file_get_contents('/tmp/unpacked/lib/greet.php') === '<?php function greet($who) { return "hello from $who"; }' ? 'same files' : 'DIFFERENT');
 
 foreach ([Phar::GZ => 'gz', Phar::BZ2 => 'bz2'] as $method => $name) {
     if (!Phar::canCompress($method)) {
