@@ -66,6 +66,10 @@ class Spec:
             "epoch": settings.source_date_epoch(),
             "libraries": [list(pin) for pin in self.library_pins],
             "library_template": file_sha256(settings.TEMPLATES / "lib-build.sh.j2"),
+            # The collect stage joins these to the modules (kiln/wasm_merge.py); absent when
+            # none, so the other builds' keys stay what they were.
+            **({"merge": {wat: file_sha256(recipe.folder / wat) for wat in resolved.merge}}
+               if resolved.merge else {}),
         }
 
     def summary(self) -> dict:

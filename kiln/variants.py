@@ -25,7 +25,7 @@ from .versions import ANY, Version, VersionRange
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _FEATURE = re.compile(r"^--(?:enable|disable|with|without)-([A-Za-z0-9_-]+)(?:=.*)?$")
 KEYS = {"description", "configure", "libraries", "cflags", "vm_kind", "execute_cflags", "when",
-        "requires", "conflicts", "replaces"}
+        "requires", "conflicts", "replaces", "merge"}
 FLAVOUR_KEYS = {"description", "variants", "when"}
 
 
@@ -43,6 +43,9 @@ class Variant:
     requires: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments its own override
+    # WebAssembly text modules (relative to the recipe's folder) wasm-merge joins to every
+    # linked module, each under its file name as the import module name (kiln/wasm_merge.py).
+    merge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Resolved:
     execute_cflags: tuple[str, ...]
     libraries: tuple[str, ...]
     patches: tuple                 # recipe.Patch, in series order
+    merge: tuple[str, ...] = ()    # the variants' `merge` modules, in declaration order
 
     @property
     def regenerates_configure(self) -> bool:
@@ -87,7 +91,7 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
                        f"(allowed: {', '.join(sorted(KEYS))})", *at)
         lists = {key: _string_list(check, entry.get(key, []), f"variant {name} `{key}`", *at)
                  for key in ("configure", "libraries", "cflags", "execute_cflags", "requires",
-                             "conflicts", "replaces")}
+                             "conflicts", "replaces", "merge")}
         kind = entry.get("vm_kind")
         if kind is not None and kind not in vm_kinds:
             check.fail(f"variant {name}: vm_kind must be one of {', '.join(vm_kinds)}, not {kind!r}", *at)
@@ -95,6 +99,10 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
             if not (settings.ROOT / "libraries" / library / "recipe.toml").is_file():
                 check.fail(f"variant {name} links library {library!r}, which has no recipe: add "
                            f"libraries/{library}/recipe.toml or take it out of the variant's libraries", *at)
+        for wat in lists["merge"]:
+            if not wat.endswith(".wat") or not (Path(check.path).parent / wat).is_file():
+                check.fail(f"variant {name} merges {wat!r}, which is not a .wat file beside the recipe: "
+                           "fix the path (relative to the recipe's folder)", *at)
         result[name] = Variant(
             name=name, line=check.line_of(*at),
             description=_expect(check, entry.get("description", ""), str, "description", *at),
@@ -213,6 +221,7 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
         execute_cflags=kind.execute_cflags if kind else (),
         libraries=tuple(dict.fromkeys(lib for variant in variants for lib in variant.libraries)),
         patches=tuple(p for p in recipe.patches if p.when.satisfied_by(v, on)),
+        merge=tuple(dict.fromkeys(m for variant in variants for m in variant.merge)),
     )
 
 

@@ -1,4 +1,6 @@
-"""collect: place the build's modules in bin/<name>.wasm (atomically), without debug sections.
+"""collect: place the build's modules in bin/<name>.wasm (atomically), without debug sections,
+joined to the WebAssembly text modules its variants `merge` (kiln/wasm_merge.py: the +fibers
+variant's fiber switch).
 
 Normally copied from the compiled tree. With KILN_CACHE_REGISTRY set and the build's input
 key already in that registry, they are pulled instead, and this task no longer depends on
@@ -8,19 +10,30 @@ import functools
 
 from doit.tools import config_changed
 
-from kiln import atomic, remote_cache, toolchain, wasmfile
+from kiln import atomic, remote_cache, toolchain, wasm_merge, wasmfile
+from kiln.fetch import file_sha256
 from kiln.layout import Build
 
 from . import builds, php, user_errors
 
 
 @user_errors
-def _collect(build: Build, outputs: dict[str, str]):
+def _collect(build: Build, outputs: dict[str, str], merge: list):
     for module, relative in outputs.items():
         linked = (build.src / relative).read_bytes()
-        atomic.write_bytes(build.module(module), wasmfile.strip_debug(linked))
+        data = wasmfile.strip_debug(linked)
+        if merge:
+            data = wasm_merge.merge(data, merge, str(build.src / relative))
+        atomic.write_bytes(build.module(module), data)
         print(f"  {build.module(module)}: {build.module(module).stat().st_size / 1e6:.2f} MB "
-              f"({len(linked) / 1e6:.2f} MB as linked, debug sections dropped)")
+              f"({len(linked) / 1e6:.2f} MB as linked, debug sections dropped"
+              f"{', merged with ' + ', '.join(p.name for p in merge) if merge else ''})")
+
+
+def _merged(build: Build) -> list:
+    """The .wat files the build's variants merge into its modules."""
+    recipe = php()
+    return [recipe.folder / wat for wat in recipe.resolve(build.version, build.flavour).merge]
 
 
 @user_errors
@@ -63,13 +76,18 @@ def task_php_collect():
                 "clean": True,
             }
             continue
+        merge = _merged(build)
+        done_to_bytes = {"strip": "debug sections"}
+        if merge:
+            done_to_bytes["merge"] = {"binaryen": wasm_merge.version(), "features": wasm_merge.features(),
+                                      "modules": {p.name: file_sha256(p) for p in merge}}
         yield {
             "name": build.id,
-            "actions": [(_collect, [build, outputs])],
-            "file_dep": [build.state / "built.json"],
+            "actions": [(_collect, [build, outputs, merge])],
+            "file_dep": [build.state / "built.json", *merge],
             "targets": targets,
             # What collect does to the bytes is part of its result.
-            "uptodate": [config_changed({"strip": "debug sections"})],
+            "uptodate": [config_changed(done_to_bytes)],
             "doc": f"collect {build.id}'s modules",
             "clean": True,
         }

@@ -365,7 +365,8 @@ def test_every_build_gets_a_fast_vm_and_only_fast_and_wordpress_pay_for_goto():
     tail-calling VM, which compiles in seconds."""
     php = recipe.language("php")
     kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
-    assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO"}
+    assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO",
+                     "fibers": "TAILCALL"}
     assert php.vm_kind("7.4.33", "default") == "TAILCALL"
     assert php.resolve("8.2.32", "fast").execute_cflags == ("-w",)
     assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
