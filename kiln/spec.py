@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import library, native, patching, settings, tailcall_vm, toolchain
+from . import library, native, patching, settings, tailcall_vm, toolchain, wasm_merge
 from .errors import KilnError
 from .fetch import file_sha256
 from .layout import Build
@@ -70,7 +70,8 @@ class Spec:
                                  if self.library_pins else None),
             # The collect stage joins these to the modules (kiln/wasm_merge.py); absent when
             # none, so the other builds' keys stay what they were.
-            **({"merge": {wat: file_sha256(recipe.folder / wat) for wat in resolved.merge}}
+            **({"merge": {"modules": {wat: file_sha256(recipe.folder / wat) for wat in resolved.merge},
+                          "binaryen": wasm_merge.version(), "rewrite": wasm_merge.REWRITE}}
                if resolved.merge else {}),
         }
 

@@ -15,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from . import optimize, settings
+from . import optimize, settings, wasmfile
 from .errors import KilnError
 
 # binaryen's flags for what a merged module may contain beyond the toolchain's features: the
@@ -25,6 +25,9 @@ EXTRA_FEATURES = ["--enable-stack-switching", "--enable-gc", "--enable-reference
                   "--enable-multivalue"]
 # The name a linked module goes by, for the .wat's imports.
 HOST_NAME = "env"
+# What merge() does besides wasm-merge (the exports it keeps): part of the collect stage's
+# tracked input, so a change here recollects. Bump it with any such change.
+REWRITE = 2
 
 
 def features() -> list[str]:
@@ -62,7 +65,14 @@ def merge(linked: bytes, wats: list[Path], name: str = "module") -> bytes:
             args += [str(binary), import_name(wat)]
         merged = Path(scratch) / "merged.wasm"
         _run([*args, "-o", str(merged)], name)
-        return merged.read_bytes()
+        # wasm-merge exports what every part exported. Kept: what the linked module exported
+        # for its host, not the functions it exported for the .wat files (the memory they share
+        # stays the host's) nor what they export to it.
+        internal = {entry for wat in wats
+                    for module, entry, kind in wasmfile.imports((Path(scratch) / f"{import_name(wat)}.wasm").read_bytes())
+                    if module == HOST_NAME and kind == 0}
+        keep = {export for export, _, _ in wasmfile.exports(linked)} - internal
+        return wasmfile.keep_exports(merged.read_bytes(), keep)
 
 
 def _run(args: list[str], subject: str) -> None:

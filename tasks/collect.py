@@ -80,6 +80,7 @@ def task_php_collect():
         done_to_bytes = {"strip": "debug sections"}
         if merge:
             done_to_bytes["merge"] = {"binaryen": wasm_merge.version(), "features": wasm_merge.features(),
+                                      "rewrite": wasm_merge.REWRITE,
                                       "modules": {p.name: file_sha256(p) for p in merge}}
         yield {
             "name": build.id,

@@ -4,13 +4,15 @@ to languages/php/fibers/kiln_fiber.wat by binaryen's wasm-merge) run for real by
 Wasmtime command line; what the engines say of such a module; the +fibers variant in the recipe."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from kiln import engine, recipe, runner, toolchain, wasm_merge, wasmtime_cli
+from kiln import engine, recipe, runner, toolchain, wasm_merge, wasmfile, wasmtime_cli
+from kiln.layout import Build
 
 ROOT = Path(__file__).resolve().parents[1]
 FIBERS = ROOT / "languages" / "php" / "fibers"
@@ -55,6 +57,11 @@ def test_the_proof_runs_coroutines_on_the_command_line(proof):
     assert lines[12].startswith("switch: 1000 resume+suspend pairs, ")
 
 
+def test_the_merged_module_exports_what_the_linked_one_did_for_its_host(proof):
+    # not the switch's functions, nor the C functions exported only for the switch
+    assert sorted(name for name, _, _ in wasmfile.exports(proof.read_bytes())) == ["_start", "memory"]
+
+
 def test_without_stack_switching_the_command_line_refuses_the_module(proof):
     options = {k: v for k, v in engine.CLI_WASM_OPTIONS.items() if k != "stack-switching"}
     proc = wasmtime_run(proof, options=["-W", ",".join(f"{k}={v}" for k, v in options.items())])
@@ -77,3 +84,22 @@ def test_the_fibers_variant_swaps_the_fiber_patch_and_merges_the_switch():
     assert "0007-fibers-wasi-8.patch" in names(default) and default.merge == ()
     assert fibers.merge == ("fibers/kiln_fiber.wat",)
     assert php.flavour_applies("fibers", "8.1.29") and not php.flavour_applies("fibers", "8.0.30")
+
+
+@pytest.mark.slow
+def test_the_fibers_flavour_end_to_end():
+    """PHP 8.2.32's fibers flavour built, precompiled for the command line and smoke-checked
+    there: `fibers` prints native php8.2's output, `fiber-fatal` ends with 255."""
+    from doit_run import build
+
+    build("php:8.2.32-fibers")
+    fibers = Build("php", "8.2.32", "fibers")
+    report = json.loads(fibers.smoke_report.read_text())
+    passed = {c["name"] for c in report["checks"] if c["passed"]}
+    assert report["passed"] and {"fibers", "fiber-fatal", "version"} <= passed
+    assert report["runtimes"]["wasmedge"] == {"not_run": "the modules use stack switching, which WasmEdge lacks"}
+    for name in recipe.language("php").outputs:
+        assert sorted(n for n, _, _ in wasmfile.exports(fibers.module(name).read_bytes())) == ["_start", "memory"]
+    with pytest.raises(runner.RunnerError, match="stack switching"):
+        runner.load_module(fibers.module("php"))
+
