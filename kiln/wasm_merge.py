@@ -6,8 +6,8 @@ and suspend, which clang cannot emit).
 A merged module imports from a .wat under the .wat's file name ("kiln_fiber"), and the .wat
 imports from the linked module under "env"; wasm-merge resolves both sides and leaves one module.
 A module with stack-switching instructions runs only where the engine has the proposal on: the
-Wasmtime command line with STACK_SWITCHING_OPTIONS (kiln/engine.py), not wasmtime-py (its C
-library is built without it: `resume` panics), not WasmEdge, not browsers.
+Wasmtime command line with -W stack-switching=y (CLI_WASM_OPTIONS, kiln/engine.py), not
+wasmtime-py (its C library is built without it: `resume` panics), not WasmEdge, not browsers.
 """
 from __future__ import annotations
 
@@ -68,9 +68,11 @@ def merge(linked: bytes, wats: list[Path], name: str = "module") -> bytes:
         # wasm-merge exports what every part exported. Kept: what the linked module exported
         # for its host, not the functions it exported for the .wat files (the memory they share
         # stays the host's) nor what they export to it.
-        internal = {entry for wat in wats
-                    for module, entry, kind in wasmfile.imports((Path(scratch) / f"{import_name(wat)}.wasm").read_bytes())
-                    if module == HOST_NAME and kind == 0}
+        internal = set()
+        for wat in wats:
+            assembled = (Path(scratch) / f"{import_name(wat)}.wasm").read_bytes()
+            internal |= {entry for module, entry, kind in wasmfile.imports(assembled)
+                         if module == HOST_NAME and kind == 0}
         keep = {export for export, _, _ in wasmfile.exports(linked)} - internal
         return wasmfile.keep_exports(merged.read_bytes(), keep)
 

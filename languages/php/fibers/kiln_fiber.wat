@@ -1,10 +1,10 @@
 ;; Kiln's fiber switch: coroutines on the WebAssembly stack-switching proposal
 ;; (cont.new / resume / suspend), for C code that cannot emit these instructions itself.
 ;;
-;; wasm-merge joins this module, under its file name, to a linked C module named "env" (the pinned binaryen,
-;; node_modules/.bin), which imports the four exports below from "kiln_fiber" and exports
-;; what this module imports. The result runs only where stack switching is on: the Wasmtime
-;; command line with -W stack-switching=y,function-references=y,exceptions=y (Wasmtime 49).
+;; wasm-merge (the pinned binaryen, node_modules/.bin; kiln/wasm_merge.py) joins this module,
+;; under its file name, to a linked C module named "env", which imports the four exports below
+;; from "kiln_fiber" and exports what this module imports. The result runs only where stack
+;; switching is on: the Wasmtime command line with -W stack-switching=y (Wasmtime 49).
 ;;
 ;; The model is asymmetric: `resume` runs a context on top of the caller's, `suspend` goes back
 ;; to whoever resumed it. Values travel through the C side's own memory, not through here.
