@@ -234,7 +234,10 @@ def run_captured(module: Path, argv: Sequence[str], env: Mapping[str, str] | Non
     if not can_confine(preopens):
         raise KilnError("read-only grants need Landlock, which this kernel lacks: the Wasmtime command "
                         "line's --dir grants are always writable")
-    cmd = command(compiled(Path(module)), argv, env or {}, preopens)
+    loadable = artifact(module)   # a .wasm, or an aot-stage .cwasm with its .wasm beside it
+    if loadable is None:
+        raise KilnError(f"{module}: the Wasmtime command line cannot take it (give the .wasm)")
+    cmd = command(loadable, argv, env or {}, preopens)
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=engine_env(),

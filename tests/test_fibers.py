@@ -103,3 +103,31 @@ def test_the_fibers_flavour_end_to_end():
     with pytest.raises(runner.RunnerError, match="stack switching"):
         runner.load_module(fibers.module("php"))
 
+
+
+@pytest.mark.slow
+def test_the_worker_pool_serves_fibers_request_after_request(tmp_path):
+    """`kiln serve`'s default worker mode runs php-cgi on the command line, so the fibers
+    flavour serves: fibers in every request of one persistent instance (parked continuations
+    reused across requests), and a fiber left suspended unwinds at the request's end."""
+    from doit_run import build
+    from kiln.server import Server, ServerConfig
+
+    build("php:8.2.32-fibers")
+    (tmp_path / "index.php").write_text(
+        "<?php $sum = 0; for ($i = 0; $i < 100; $i++) { $f = new Fiber(fn (int $x) => Fiber::suspend($x) * 2);"
+        " $f->start($i); $f->resume($i); $sum += $f->getReturn(); }"
+        " $left = new Fiber(function () { try { Fiber::suspend(); } finally { echo ' finally'; } });"
+        " $left->start(); echo \"sum $sum\";")
+    server = Server(ServerConfig(docroot=tmp_path, module=Build("php", "8.2.32", "fibers").module("php-cgi"),
+                                 port=0, workers=1)).start()
+    try:
+        import http.client
+        for _ in range(5):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn.request("GET", "/index.php")
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"sum 9900 finally")
+            conn.close()
+    finally:
+        server.stop(grace=2)
