@@ -49,6 +49,9 @@ _REQUIRED = {
     "cmake": set(),
     "make": {"make", "headers", "library"},
 }
+# What tasks/library.py does to an installed tree after the build script (files kept, .pc files
+# made relocatable and static): raise it when that changes, so every library is installed again.
+INSTALL_LAYOUT = 2
 # Styles whose .pc file Kiln writes (the others install their build's own).
 WRITES_PKGCONFIG = {"amalgamation", "make"}
 

@@ -1,6 +1,6 @@
 """collect: place the build's modules in bin/<name>.wasm (atomically), without debug sections,
-joined to the WebAssembly text modules its variants `merge` (kiln/wasm_merge.py: the +fibers
-variant's fiber switch).
+joined to the WebAssembly text modules its variants `merge` (kiln/wasm_merge.py: the fibers
+variant's switch).
 
 Normally copied from the compiled tree. With KILN_CACHE_REGISTRY set and the build's input
 key already in that registry, they are pulled instead, and this task no longer depends on
@@ -10,7 +10,7 @@ import functools
 
 from doit.tools import config_changed
 
-from kiln import atomic, remote_cache, toolchain, wasm_merge, wasmfile
+from kiln import atomic, optimize, remote_cache, toolchain, wasm_merge, wasmfile
 from kiln.fetch import file_sha256
 from kiln.layout import Build
 
@@ -18,22 +18,20 @@ from . import builds, php, user_errors
 
 
 @user_errors
-def _collect(build: Build, outputs: dict[str, str], merge: list):
+def _collect(build: Build, outputs: dict[str, str], post_link: list[str], mcpu: str, merge: list):
     for module, relative in outputs.items():
         linked = (build.src / relative).read_bytes()
         data = wasmfile.strip_debug(linked)
-        if merge:
+        if post_link:   # a variant's wasm-opt step (the compat variant's --strip-eh)
+            data = optimize.post_link(data, f"{module}.wasm", post_link, mcpu,
+                                      build.logs / f"post-link-{module}.log")
+        if merge:       # a variant's WebAssembly text (the fibers variant's switch)
             data = wasm_merge.merge(data, merge, str(build.src / relative))
         atomic.write_bytes(build.module(module), data)
         print(f"  {build.module(module)}: {build.module(module).stat().st_size / 1e6:.2f} MB "
               f"({len(linked) / 1e6:.2f} MB as linked, debug sections dropped"
+              f"{', wasm-opt ' + ' '.join(post_link) if post_link else ''}"
               f"{', merged with ' + ', '.join(p.name for p in merge) if merge else ''})")
-
-
-def _merged(build: Build) -> list:
-    """The .wat files the build's variants merge into its modules."""
-    recipe = php()
-    return [recipe.folder / wat for wat in recipe.resolve(build.version, build.flavour).merge]
 
 
 @user_errors
@@ -76,19 +74,25 @@ def task_php_collect():
                 "clean": True,
             }
             continue
-        merge = _merged(build)
-        done_to_bytes = {"strip": "debug sections"}
+        resolved = php().resolve(build.version, build.flavour)
+        post_link, mcpu = list(resolved.post_link), optimize.build_mcpu(resolved.cflags)
+        merge = [php().folder / wat for wat in resolved.merge]
+        # What collect does to the bytes is part of its result (the post-link and merge steps
+        # only where a variant asks for them, so the other builds stay up to date).
+        changes = {"strip": "debug sections"}
+        if post_link:
+            changes.update(post_link=post_link, mcpu=mcpu,
+                           wasm_opt=optimize.version(optimize.wasm_opt()))
         if merge:
-            done_to_bytes["merge"] = {"binaryen": wasm_merge.version(), "features": wasm_merge.features(),
-                                      "rewrite": wasm_merge.REWRITE,
-                                      "modules": {p.name: file_sha256(p) for p in merge}}
+            changes["merge"] = {"binaryen": wasm_merge.version(), "features": wasm_merge.features(),
+                                "rewrite": wasm_merge.REWRITE,
+                                "modules": {p.name: file_sha256(p) for p in merge}}
         yield {
             "name": build.id,
-            "actions": [(_collect, [build, outputs, merge])],
+            "actions": [(_collect, [build, outputs, post_link, mcpu, merge])],
             "file_dep": [build.state / "built.json", *merge],
             "targets": targets,
-            # What collect does to the bytes is part of its result.
-            "uptodate": [config_changed(done_to_bytes)],
+            "uptodate": [config_changed(changes)],
             "doc": f"collect {build.id}'s modules",
             "clean": True,
         }

@@ -6,9 +6,11 @@ from . import builds, command_line_only
 
 def stages_of(build_id: str, command_line: bool = False) -> list[str]:
     """`command_line`: the build runs on the Wasmtime command line only (stack switching, the
-    fibers flavour): no optimized modules (wasm-opt is not given the stack-switching features)
-    and no images (they carry wasmtime-py's artifacts and run in containerd's shims)."""
-    stages = ["php_smoke", "php_aot"]
+    fibers flavour): no optimized modules (wasm-opt is not given the stack-switching features),
+    no images (they carry wasmtime-py's artifacts and run in containerd's shims) and no browser
+    site (browsers have no stack switching)."""
+    # php_web copies the modules into the browser site: cheap, so always part of the chain.
+    stages = ["php_smoke", "php_aot"] + ([] if command_line else ["php_web"])
     if settings.optimize_enabled() and not command_line:
         stages.append("php_smoke_optimized")  # which needs php_optimize
     if remote_cache.address():

@@ -22,7 +22,8 @@ def _check(build: Build, modules: dict, report: Path, wasm: dict | None = None, 
     A failure on either runtime fails the stage; a runtime that could not run says why.
     `cli`: the modules run on the Wasmtime command line only (stack switching): there, not in
     process, and not on WasmEdge."""
-    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour)]
+    variants = php().resolve(build.version, build.flavour).variants
+    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour, variants)]
     edge = wasmedge.read_state() if wasm and not cli else (
         "the modules use stack switching, which WasmEdge lacks" if cli else "not asked for these modules")
     execute = functools.partial(_on_command_line, smoke.CHECK_LIMIT) if cli else None
