@@ -187,7 +187,11 @@ CLI_ENGINE = "wasmtime-cli"   # the sidecar's "engine" for the command line's ar
 # Options that change generated code or what an artifact needs from the engine, given to
 # `wasmtime compile` and `wasmtime run` alike: ENGINE_SETTINGS, always without epoch checks (time
 # limits end the process from outside).
-CLI_WASM_OPTIONS = {"exceptions": "y", "max-wasm-stack": str(ENGINE_SETTINGS["max_wasm_stack"])}
+# Stack switching for the +fibers variant's modules (kiln/wasm_merge.py; wasmtime-py cannot run
+# them): on for every module, as it changes no code of one without continuations (8.2.32's
+# php.wasm compiled both ways on 2026-12-07: identical .text, only the recorded flags differ).
+CLI_WASM_OPTIONS = {"exceptions": "y", "max-wasm-stack": str(ENGINE_SETTINGS["max_wasm_stack"]),
+                    "stack-switching": "y"}
 CLI_SHIM_MODULE = "kiln_exit"
 CLI_EXIT_MARKER = b"\0kiln-exit-status:"
 CLI_SHIM_VERSION = 1   # part of the fingerprint: a change to the rewrite or the shim recompiles

@@ -87,6 +87,12 @@ _NO_DEADLINE_TICKS = 1 << 48  # runs without a timeout: ~89,000 years of 10 ms t
 SIDECAR_SUFFIX = ".json"  # precompiled artifact metadata lives in ARTIFACT + ".json"
 _WASM_MAGIC = b"\0asm"
 _ELF_MAGIC = b"\x7fELF"  # what Module.serialize() writes
+# wasmtime-py 50's C library is built without stack switching: with Config.wasm_stack_switching
+# a module validates, then the process panics at its first `resume` (measured 2026-12-07). So it
+# stays off here, and a module using it (the +fibers variant's) is refused with this line.
+STACK_SWITCHING_REFUSED = ("{path} uses WebAssembly stack switching (PHP's +fibers variant), which "
+                           "wasmtime-py cannot run: run it on the Wasmtime command line (`kiln run` "
+                           "without KILN_ENGINE=in-process)")
 
 
 class RunnerError(KilnError):
@@ -347,6 +353,8 @@ def load_module(path: str | os.PathLike, need_time_limits: bool = False) -> wasm
                 engine = make_engine(_check_artifact(path, need_time_limits))
                 module = wasmtime.Module.deserialize_file(engine, real)
         except wasmtime.WasmtimeError as e:
+            if "stack switching is disabled" in str(e):
+                raise RunnerError(STACK_SWITCHING_REFUSED.format(path=path)) from None
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
             raise RunnerError(f"{path}: cannot load module: {first_line}") from e
         with _modules_lock:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import library, native, patching, settings, tailcall_vm, toolchain
+from . import library, native, patching, settings, tailcall_vm, toolchain, wasm_merge
 from .errors import KilnError
 from .fetch import file_sha256
 from .layout import Build
@@ -72,6 +72,11 @@ class Spec:
             "library_template": (file_sha256(settings.TEMPLATES / "lib-build.sh.j2")
                                  if self.library_pins else None),
             "library_layout": library.INSTALL_LAYOUT if self.library_pins else None,
+            # The collect stage joins these to the modules (kiln/wasm_merge.py); absent when
+            # none, so the other builds' keys stay what they were.
+            **({"merge": {"modules": {wat: file_sha256(recipe.folder / wat) for wat in resolved.merge},
+                          "binaryen": wasm_merge.version(), "rewrite": wasm_merge.REWRITE}}
+               if resolved.merge else {}),
         }
 
     def configure_args(self) -> list[str]:

@@ -31,7 +31,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 PREFIX = re.compile(r"\{prefix:([a-z0-9][a-z0-9_+.-]*)\}")
 _FEATURE = re.compile(r"^--(?:enable|disable|with|without)-([A-Za-z0-9_-]+)(?:=.*)?$")
 KEYS = {"description", "configure", "libraries", "cflags", "vm_kind", "execute_cflags", "when",
-        "requires", "conflicts", "replaces", "post_link"}
+        "requires", "conflicts", "replaces", "post_link", "merge"}
 FLAVOUR_KEYS = {"description", "variants", "where_available", "when"}
 
 
@@ -50,6 +50,9 @@ class Variant:
     conflicts: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments its own override
     post_link: tuple[str, ...] = ()  # wasm-opt options run on the linked modules (php_collect)
+    # WebAssembly text modules (relative to the recipe's folder) wasm-merge joins to every
+    # linked module, each under its file name as the import module name (kiln/wasm_merge.py).
+    merge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Resolved:
     libraries: tuple[str, ...]
     patches: tuple                 # recipe.Patch, in series order
     post_link: tuple[str, ...] = ()  # wasm-opt options for the linked modules, in variant order
+    merge: tuple[str, ...] = ()    # the variants' `merge` modules, in declaration order
 
     @property
     def regenerates_configure(self) -> bool:
@@ -99,7 +103,7 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
                        f"(allowed: {', '.join(sorted(KEYS))})", *at)
         lists = {key: _string_list(check, entry.get(key, []), f"variant {name} `{key}`", *at)
                  for key in ("configure", "libraries", "cflags", "execute_cflags", "requires",
-                             "conflicts", "replaces", "post_link")}
+                             "conflicts", "replaces", "post_link", "merge")}
         if not all(option.startswith("-") for option in lists["post_link"]):
             check.fail(f"variant {name}: `post_link` is a list of wasm-opt options, each starting "
                        f"with '-' (like [\"--strip-eh\", \"-O1\"])", *at)
@@ -115,6 +119,10 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
             if not (settings.ROOT / "libraries" / library / "recipe.toml").is_file():
                 check.fail(f"variant {name} links library {library!r}, which has no recipe: add "
                            f"libraries/{library}/recipe.toml or take it out of the variant's libraries", *at)
+        for wat in lists["merge"]:
+            if not wat.endswith(".wat") or not (Path(check.path).parent / wat).is_file():
+                check.fail(f"variant {name} merges {wat!r}, which is not a .wat file beside the recipe: "
+                           "fix the path (relative to the recipe's folder)", *at)
         result[name] = Variant(
             name=name, line=check.line_of(*at),
             description=_expect(check, entry.get("description", ""), str, "description", *at),
@@ -238,6 +246,7 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
         libraries=tuple(dict.fromkeys(lib for variant in variants for lib in variant.libraries)),
         patches=tuple(p for p in recipe.patches if p.when.satisfied_by(v, on)),
         post_link=tuple(o for variant in variants for o in variant.post_link),
+        merge=tuple(dict.fromkeys(m for variant in variants for m in variant.merge)),
     )
 
 

@@ -114,6 +114,42 @@ def _skip_limits(data: bytes, offset: int) -> int:
     return offset
 
 
+def _import_entries(data: bytes, start: int):
+    """(module, name, kind, desc_start, desc_end) of each entry of the import section at `start`,
+    then the offset after the last as a final int."""
+    _, offset = _leb128(data, start + 1)
+    count, offset = _leb128(data, offset)
+    for _ in range(count):
+        fields = []
+        for _ in range(2):
+            length, offset = _leb128(data, offset)
+            fields.append(data[offset:offset + length].decode("utf-8"))
+            offset += length
+        desc_start, kind = offset, data[offset]
+        offset += 1
+        if kind in (0, 4):      # function: type index; tag: attribute, type index
+            offset = _leb128(data, offset + (kind == 4))[1]
+        elif kind == 1:         # table: reference type, limits
+            offset = _skip_limits(data, offset + 1)
+        elif kind == 2:         # memory: limits
+            offset = _skip_limits(data, offset)
+        elif kind == 3:         # global: value type, mutability
+            offset += 2
+        else:
+            raise ValueError(f"unknown import kind {kind}")
+        yield fields[0], fields[1], kind, desc_start, offset
+    yield offset
+
+
+def imports(data: bytes) -> list[tuple[str, str, int]]:
+    """(module, name, kind) of every import, in order."""
+    found = []
+    for section_id, _, start, _ in sections(data):
+        if section_id == IMPORT:
+            found += [entry[:3] for entry in _import_entries(data, start) if isinstance(entry, tuple)]
+    return found
+
+
 def rename_import(data: bytes, module: str, name: str, new_module: str, new_name: str) -> bytes:
     """The module with import `module.name` taken from `new_module.new_name` instead, every
     other byte unchanged (the import keeps its index and type, so no call site changes).
@@ -123,33 +159,17 @@ def rename_import(data: bytes, module: str, name: str, new_module: str, new_name
         if section_id != IMPORT:
             out.append(data[start:end])
             continue
-        _, offset = _leb128(data, start + 1)
-        count, offset = _leb128(data, offset)
-        body = bytearray(_uleb128(count))
-        for _ in range(count):
-            fields = []
-            for _ in range(2):
-                length, offset = _leb128(data, offset)
-                fields.append(data[offset:offset + length].decode("utf-8"))
-                offset += length
-            desc_start, kind = offset, data[offset]
-            offset += 1
-            if kind in (0, 4):      # function: type index; tag: attribute, type index
-                offset = _leb128(data, offset + (kind == 4))[1]
-            elif kind == 1:         # table: reference type, limits
-                offset = _skip_limits(data, offset + 1)
-            elif kind == 2:         # memory: limits
-                offset = _skip_limits(data, offset)
-            elif kind == 3:         # global: value type, mutability
-                offset += 2
-            else:
-                raise ValueError(f"unknown import kind {kind}")
+        entries = list(_import_entries(data, start))
+        offset = entries.pop()
+        body = bytearray(_uleb128(len(entries)))
+        for entry_module, entry_name, kind, desc_start, desc_end in entries:
+            fields = [entry_module, entry_name]
             if fields == [module, name] and kind == 0:
                 fields = [new_module, new_name]
             for text in fields:
                 raw = text.encode("utf-8")
                 body += _uleb128(len(raw)) + raw
-            body += data[desc_start:offset]
+            body += data[desc_start:desc_end]
         if offset != end:
             raise ValueError("malformed import section")
         out.append(bytes([IMPORT]) + _uleb128(len(body)) + bytes(body))

@@ -217,3 +217,38 @@ def artifact_for(module: str | os.PathLike, preopens: Iterable) -> Path | None:
     if settings.engine() == "in-process" or not available() or not can_confine(preopens):
         return None
     return artifact(module)
+
+
+def run_captured(module: Path, argv: Sequence[str], env: Mapping[str, str] | None = None,
+                 stdin: bytes = b"", preopens: Iterable = (), timeout: float = 60.0):
+    """Run `module` on the command line with its output captured, as runner.run does in process:
+    for modules only this engine runs (stack switching: the +fibers variant). The smoke checks'
+    executor. Read-only grants are kept by Landlock in the child (confine), as for `kiln run`.
+    A runner.RunResult, or None past `timeout` (the process killed)."""
+    import subprocess
+    import time
+
+    from kiln.runner import RunResult
+
+    preopens = list(preopens)
+    if not can_confine(preopens):
+        raise KilnError("read-only grants need Landlock, which this kernel lacks: the Wasmtime command "
+                        "line's --dir grants are always writable")
+    loadable = artifact(module)   # a .wasm, or an aot-stage .cwasm with its .wasm beside it
+    if loadable is None:
+        raise KilnError(f"{module}: the Wasmtime command line cannot take it (give the .wasm)")
+    cmd = command(loadable, argv, env or {}, preopens)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=engine_env(),
+                              preexec_fn=lambda: confine(preopens))
+    except subprocess.TimeoutExpired:
+        return None
+    code, stderr = proc.returncode, proc.stderr
+    at = stderr.rfind(EXIT_MARKER)
+    if at >= 0 and stderr[at + len(EXIT_MARKER):at + len(EXIT_MARKER) + 3].isdigit():
+        code = int(stderr[at + len(EXIT_MARKER):at + len(EXIT_MARKER) + 3])
+        stderr = stderr[:at] + stderr[at + len(EXIT_MARKER) + 4:]
+    elif code < 0:
+        code = 128 - code   # killed by a signal: 134 for a trap (SIGABRT)
+    return RunResult(code, proc.stdout, stderr, False, time.monotonic() - started)

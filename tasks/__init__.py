@@ -28,6 +28,13 @@ def builds() -> list[Build]:
             if r.flavour_applies(flavour, version)]
 
 
+def command_line_only(build: Build) -> bool:
+    """Whether the build's modules run only on the Wasmtime command line: a variant merges
+    WebAssembly text into them (kiln/wasm_merge.py: the +fibers variant's stack switching,
+    which wasmtime-py and WasmEdge cannot run)."""
+    return bool(php().resolve(build.version, build.flavour).merge)
+
+
 def user_errors(action):
     """Run a stage action: a KilnError becomes doit's TaskFailed (one line, no traceback),
     and when the action works on a Build, its outcome and duration are recorded for the report."""

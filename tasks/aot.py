@@ -14,7 +14,7 @@ from doit.tools import config_changed
 from kiln import atomic, runner, settings, wasmtime_cli
 from kiln.layout import Build
 
-from . import builds, php, user_errors
+from . import builds, command_line_only, php, user_errors
 
 
 @user_errors
@@ -34,11 +34,29 @@ def _precompile(build: Build, modules: list[str], wasmedgec: str | None):
                             str(build.module(name)), str(tmp)], check=True)
 
 
+@user_errors
+def _precompile_command_line(build: Build, modules: list[str]):
+    for name in modules:
+        cli = wasmtime_cli.compiled(build.module(name))
+        print(f"  {cli}: the Wasmtime command line's ({wasmtime_cli.fingerprint()}); no wasmtime-py or "
+              "WasmEdge artifact: this build runs on the command line only")
+
+
 def task_php_aot():
     """Precompile php.wasm and php-cgi.wasm into .cwasm artifacts for this Wasmtime."""
     modules = list(php().outputs)
     wasmedgec = shutil.which("wasmedgec")
     for build in builds():
+        if command_line_only(build):
+            # Stack switching (+fibers): only the command line's artifacts, in KILN_CACHE.
+            yield {
+                "name": build.id,
+                "actions": [(_precompile_command_line, [build, modules])],
+                "file_dep": [build.module(m) for m in modules],
+                "uptodate": [config_changed({"engine": wasmtime_cli.fingerprint()})],
+                "doc": f"precompile {build.id} (command line only)",
+            }
+            continue
         targets = [build.module(m, aot=True) for m in modules]
         if wasmedgec:
             targets += [build.bin / f"{m}-wasmedge-aot" for m in modules]

@@ -1,4 +1,6 @@
-"""collect: place the build's modules in bin/<name>.wasm (atomically), without debug sections.
+"""collect: place the build's modules in bin/<name>.wasm (atomically), without debug sections,
+joined to the WebAssembly text modules its variants `merge` (kiln/wasm_merge.py: the fibers
+variant's switch).
 
 Normally copied from the compiled tree. With KILN_CACHE_REGISTRY set and the build's input
 key already in that registry, they are pulled instead, and this task no longer depends on
@@ -8,24 +10,28 @@ import functools
 
 from doit.tools import config_changed
 
-from kiln import atomic, optimize, remote_cache, toolchain, wasmfile
+from kiln import atomic, optimize, remote_cache, toolchain, wasm_merge, wasmfile
+from kiln.fetch import file_sha256
 from kiln.layout import Build
 
 from . import builds, php, user_errors
 
 
 @user_errors
-def _collect(build: Build, outputs: dict[str, str], post_link: list[str], mcpu: str):
+def _collect(build: Build, outputs: dict[str, str], post_link: list[str], mcpu: str, merge: list):
     for module, relative in outputs.items():
         linked = (build.src / relative).read_bytes()
         data = wasmfile.strip_debug(linked)
         if post_link:   # a variant's wasm-opt step (the compat variant's --strip-eh)
             data = optimize.post_link(data, f"{module}.wasm", post_link, mcpu,
                                       build.logs / f"post-link-{module}.log")
+        if merge:       # a variant's WebAssembly text (the fibers variant's switch)
+            data = wasm_merge.merge(data, merge, str(build.src / relative))
         atomic.write_bytes(build.module(module), data)
         print(f"  {build.module(module)}: {build.module(module).stat().st_size / 1e6:.2f} MB "
               f"({len(linked) / 1e6:.2f} MB as linked, debug sections dropped"
-              f"{', wasm-opt ' + ' '.join(post_link) if post_link else ''})")
+              f"{', wasm-opt ' + ' '.join(post_link) if post_link else ''}"
+              f"{', merged with ' + ', '.join(p.name for p in merge) if merge else ''})")
 
 
 @user_errors
@@ -70,16 +76,21 @@ def task_php_collect():
             continue
         resolved = php().resolve(build.version, build.flavour)
         post_link, mcpu = list(resolved.post_link), optimize.build_mcpu(resolved.cflags)
-        # What collect does to the bytes is part of its result (the post-link step only where a
-        # variant asks for one, so the other builds stay up to date).
+        merge = [php().folder / wat for wat in resolved.merge]
+        # What collect does to the bytes is part of its result (the post-link and merge steps
+        # only where a variant asks for them, so the other builds stay up to date).
         changes = {"strip": "debug sections"}
         if post_link:
             changes.update(post_link=post_link, mcpu=mcpu,
                            wasm_opt=optimize.version(optimize.wasm_opt()))
+        if merge:
+            changes["merge"] = {"binaryen": wasm_merge.version(), "features": wasm_merge.features(),
+                                "rewrite": wasm_merge.REWRITE,
+                                "modules": {p.name: file_sha256(p) for p in merge}}
         yield {
             "name": build.id,
-            "actions": [(_collect, [build, outputs, post_link, mcpu])],
-            "file_dep": [build.state / "built.json"],
+            "actions": [(_collect, [build, outputs, post_link, mcpu, merge])],
+            "file_dep": [build.state / "built.json", *merge],
             "targets": targets,
             "uptodate": [config_changed(changes)],
             "doc": f"collect {build.id}'s modules",

@@ -374,7 +374,7 @@ def test_every_build_gets_a_fast_vm_and_only_fast_and_wordpress_pay_for_goto():
     php = recipe.language("php")
     kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
     assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO",
-                     "compat": "CALL"}
+                     "compat": "CALL", "fibers": "TAILCALL"}
     assert php.vm_kind("7.4.33", "default") == "TAILCALL"
     assert php.resolve("8.2.32", "fast").execute_cflags == ("-w",)
     assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
@@ -389,5 +389,6 @@ def test_the_php_recipe_says_each_argument_once_and_flavours_are_only_variants()
     wordpress = php.resolve("8.2.32", "wordpress")
     assert {p.name for p in wordpress.patches} - {p.name for p in php.resolve("8.2.32").patches} == {
         "0009-opcache-builtin-wasi-8.2.patch", "0010-opcache-accelerator-wasi-8.2.patch",
-        "0011-opcache-file-cache-short-writes-8.2.patch", "0014-opcache-shared-memory-wasi-8.2.patch"}
+        "0011-opcache-file-cache-short-writes-8.2.patch", "0014-opcache-shared-memory-wasi-8.2.patch",
+        "0018-phar-extract-without-chmod-wasi.patch", "0019-zlib-gzopen-without-dup-wasi.patch"}
     assert all("+opcache" in str(p.when) for p in wordpress.patches if "opcache" in p.name)

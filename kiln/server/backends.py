@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .. import native, runner
+from .. import native, runner, wasmtime_cli
 from ..errors import KilnError
 from ..pool import fastcgi
 from ..pool.supervisor import Pool, PoolConfig
@@ -34,8 +34,13 @@ def check_php_cgi(path: Path, module=None) -> None:
     every request with 502 (it treats the CGI environment as nothing and prints no headers).
     Both SAPIs are the same kind of module, so ask it: `-v` names the SAPI, "(cli)" or
     "(cgi-fcgi)"."""
-    r = runner.run(module or runner.load_cached(path), ["php", "-v"], max_output=4096)
-    if b"(cli)" in r.stdout.split(b"\n", 1)[0]:
+    if module is None and wasmtime_cli.artifact_for(path, ()) is not None:
+        # The pool's workers run on the command line: ask there (the only engine that runs a
+        # module with stack switching, the fibers flavour's), which also compiles it for them.
+        r = wasmtime_cli.run_captured(path, ["php", "-v"])
+    else:
+        r = runner.run(module or runner.load_cached(path), ["php", "-v"], max_output=4096)
+    if r is not None and b"(cli)" in r.stdout.split(b"\n", 1)[0]:
         cgi = path.with_name(path.name.replace("php", "php-cgi", 1))
         raise KilnError(f"{path} is the php CLI module; serve php-cgi: --module "
                         f"{cgi if cgi.is_file() else path.parent / 'php-cgi.cwasm'}")
