@@ -108,7 +108,7 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
     from tasks import configure
 
     php = recipe.language("php")
-    assert php.resolve("8.2.32", "wordpress").libraries == ("sqlite", "zlib", "libxml2")
+    assert php.resolve("8.2.32", "wordpress").libraries == ("sqlite", "zlib", "openssl", "libsodium", "libxml2")
     assert php.flavour_applies("wordpress", "8.2.32") and not php.flavour_applies("wordpress", "7.4.33")
     assert "--with-pdo-sqlite" in php.configure_args("8.2.32", "wordpress")
     tools = fake_tools()
@@ -180,6 +180,17 @@ def test_the_openssl_style_needs_its_install_targets(tmp_path):
         library.load(path)
 
 
+def test_the_wordpress_flavour_has_openssl_and_sodium_and_the_no_sockets_patch():
+    php = recipe.language("php")
+    resolved = php.resolve("8.2.32", "wordpress")
+    assert {"openssl", "libsodium"} <= set(resolved.libraries)
+    assert {"--with-openssl", "--with-sodium"} <= set(php.configure_args("8.2.32", "wordpress"))
+    patch = "0017-openssl-no-sockets-wasi.patch"
+    assert patch in [p.file.name for p in resolved.patches]
+    assert patch not in [p.file.name for p in php.resolve("8.2.32", "default").patches]
+    assert "--with-openssl" not in php.configure_args("8.2.32", "default")
+
+
 def _pkg_config(lib, *args):
     env = {**os.environ, "PKG_CONFIG_LIBDIR": str(lib.pkgconfig_dir), "PKG_CONFIG_PATH": ""}
     return subprocess.run(["pkg-config", *args], env=env, capture_output=True, text=True,
@@ -249,3 +260,22 @@ def test_openssl_and_libsodium_build_link_and_run_in_wasmtime(tmp_path):
     assert lines[3] == "rand 1 1 1"
     assert lines[4] == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319"  # BLAKE2b-256
     assert lines[5] == "sodium 1.0.18 1"
+
+
+def test_openssl_and_sodium_variants_resolve_for_7_4_too():
+    """The lead widens the wordpress flavour to 7.4.33 later: its crypto variants must hold there
+    (7.4 takes --with-openssl and --with-sodium too; patch 0018 for OpenSSL 3's headers)."""
+    import dataclasses
+
+    from kiln.variants import Flavour
+
+    php = recipe.language("php")
+    trial = Flavour(name="crypto74", line=0, variants=("openssl", "sodium"))
+    php74 = dataclasses.replace(php, flavours={**php.flavours, "crypto74": trial})
+    resolved = php74.resolve("7.4.33", "crypto74")
+    assert resolved.libraries == ("openssl", "libsodium")
+    assert resolved.configure[-2:] == ("--with-openssl", "--with-sodium")
+    names = [p.file.name for p in resolved.patches]
+    assert names[-2:] == ["0017-openssl-no-sockets-wasi.patch", "0018-openssl3-sslv23-padding-7.4.patch"]
+    assert "0018-openssl3-sslv23-padding-7.4.patch" not in [
+        p.file.name for p in php.resolve("8.2.32", "wordpress").patches]
