@@ -10,6 +10,7 @@ Like language recipes, every mistake is reported as `file:line: what is wrong`.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ STYLES = {
     "chost": {"configure", "make", "install", "defines"},
     # a native build generates single-file sources, compiled with the wasm toolchain (SQLite)
     "amalgamation": {"generate", "sources", "headers", "library", "defines"},
+    # CMake with a generated toolchain file (libjpeg-turbo, libzip): `configure` are -D options
+    "cmake": {"configure", "defines"},
+    # a plain Makefile driven with CC/AR/RANLIB/CFLAGS on make's command line; Kiln installs
+    # the headers and lib<library>.a and writes the .pc file (bzip2)
+    "make": {"make", "headers", "library", "defines"},
     # -- style "openssl" (issue 31) --
     # OpenSSL's own perl Configure, with a wasm32-wasi target Kiln writes (lib-build.sh.j2):
     # `configure` are Configure's options (no-asm, no-threads, ...), `install` make targets.
@@ -44,8 +50,12 @@ _REQUIRED = {
     "autoconf": {"make", "install"},
     "chost": {"make", "install"},
     "amalgamation": {"generate", "sources", "headers", "library"},
+    "cmake": set(),
+    "make": {"make", "headers", "library"},
     "openssl": {"configure", "install"},
 }
+# Styles whose .pc file Kiln writes (the others install their build's own).
+WRITES_PKGCONFIG = {"amalgamation", "make"}
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,22 @@ class Library:
     library: str = ""
     pkgconfig_name: str = ""
     pkgconfig_description: str = ""
+    requires: tuple[str, ...] = ()   # libraries it links (their recipes): built first, found first
+    patches: tuple[Path, ...] = ()   # libraries/<name>/patches/<file>, applied in order (-p1)
 
     @property
     def id(self) -> str:
         return f"{self.name}-{self.version}"
+
+    def fingerprint(self) -> str:
+        """sha256 of what the recipe folder decides: the recipe, and its patches if it has any."""
+        from .fetch import file_sha256
+        if not self.patches:
+            return file_sha256(self.path)
+        digest = hashlib.sha256(file_sha256(self.path).encode())
+        for patch in self.patches:
+            digest.update(f"{patch.name}:{file_sha256(patch)}".encode())
+        return digest.hexdigest()
 
     # -- where its artifacts live (build-output/libs/) --
 
@@ -120,8 +142,8 @@ def _relative(check: _Checker, value: str, what: str, *needles: str) -> str:
 def load(path: Path | str) -> Library:
     path = Path(path)
     data, check = read_toml(path, "library recipe")
-    check_keys(check, data, {"name", "version", "description", "source", "build", "pkgconfig"},
-               ("name", "version", "source", "build"))
+    check_keys(check, data, {"name", "version", "description", "requires", "patches", "source",
+                             "build", "pkgconfig"}, ("name", "version", "source", "build"))
 
     name = _expect(check, data["name"], str, "name", "name")
     if not _NAME.match(name):
@@ -134,6 +156,19 @@ def load(path: Path | str) -> Library:
     except ValueError as exc:
         check.fail(str(exc), "version")
     description = _expect(check, data.get("description", ""), str, "description", "description")
+    requires = _string_list(check, data.get("requires", []), "requires", "requires")
+    for other in requires:
+        if other == name or not (LIBRARIES / other / "recipe.toml").is_file():
+            check.fail(f"requires {other!r}, which is not another library with a recipe: add "
+                       f"libraries/{other}/recipe.toml or take it out", "requires")
+
+    patches = []
+    for file in _string_list(check, data.get("patches", []), "patches", "patches"):
+        patch = path.parent / "patches" / file
+        if "/" in file or not patch.is_file():
+            check.fail(f"patch {file!r} is not a file in {path.parent / 'patches'}: add it or take it "
+                       "out of `patches`", "patches")
+        patches.append(patch)
 
     source = _expect(check, data["source"], dict, "[source]", "[source]")
     unknown = set(source) - {"package", "file", "sha256", "root"}
@@ -179,16 +214,16 @@ def load(path: Path | str) -> Library:
     autoreconf = _expect(check, build.get("autoreconf", False), bool, "[build] autoreconf",
                          "[build]", "autoreconf")
     library = _expect(check, build.get("library", ""), str, "[build] library", "[build]", "library")
-    if style == "amalgamation" and not _NAME.match(library):
+    if style in WRITES_PKGCONFIG and not _NAME.match(library):
         check.fail(f"[build] library {library!r} must be a plain name (lib<name>.a)", "[build]", "library")
 
     pkgconfig = _expect(check, data.get("pkgconfig", {}), dict, "[pkgconfig]", "[pkgconfig]")
     unknown = set(pkgconfig) - {"name", "description"}
     if unknown:
         check.fail(f"[pkgconfig]: unknown key(s) {', '.join(sorted(unknown))}", "[pkgconfig]")
-    if style == "amalgamation" and "name" not in pkgconfig:
+    if style in WRITES_PKGCONFIG and "name" not in pkgconfig:
         # The other styles install the .pc file their own build writes.
-        check.fail("style 'amalgamation' needs [pkgconfig] name (the .pc file Kiln writes)", "[build]")
+        check.fail(f"style {style!r} needs [pkgconfig] name (the .pc file Kiln writes)", "[build]")
     for key in ("name", "description"):
         _expect(check, pkgconfig.get(key, ""), str, f"[pkgconfig] {key}", "[pkgconfig]", key)
 
@@ -200,6 +235,7 @@ def load(path: Path | str) -> Library:
         sources=lists["sources"], headers=lists["headers"], library=library,
         pkgconfig_name=pkgconfig.get("name", ""),
         pkgconfig_description=pkgconfig.get("description", description),
+        requires=requires, patches=tuple(patches),
     )
 
 
@@ -224,3 +260,28 @@ def get(name: str) -> Library:
 
 def all_libraries() -> list[Library]:
     return [get(name) for name in known()]
+
+
+def with_requirements(names) -> list[Library]:
+    """The libraries named and every library they require, each after what it requires (the
+    order pkg-config paths and link lines want); a cycle is a recipe error."""
+    ordered: list[Library] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if any(lib.name == name for lib in ordered):
+            return
+        if name in visiting:
+            cycle = " -> ".join(visiting[visiting.index(name):] + [name])
+            raise KilnError(f"libraries/{name}/recipe.toml: `requires` makes a cycle ({cycle}): "
+                            "take one of them out")
+        visiting.append(name)
+        lib = get(name)
+        for other in lib.requires:
+            visit(other)
+        visiting.pop()
+        ordered.append(lib)
+
+    for name in names:
+        visit(name)
+    return ordered

@@ -65,7 +65,9 @@ class Spec:
             "toolchain": self.tools.identity(),
             "epoch": settings.source_date_epoch(),
             "libraries": [list(pin) for pin in self.library_pins],
-            "library_template": file_sha256(settings.TEMPLATES / "lib-build.sh.j2"),
+            # Only where libraries are linked: the template cannot change the others.
+            "library_template": (file_sha256(settings.TEMPLATES / "lib-build.sh.j2")
+                                 if self.library_pins else None),
         }
 
     def summary(self) -> dict:
@@ -110,7 +112,8 @@ def of(build: Build, tools: toolchain.Toolchain, recipe=None) -> Spec:
 
 def _make(build: Build, tools: toolchain.Toolchain, recipe) -> Spec:
     resolved = recipe.resolve(build.version, build.flavour)
-    libraries = tuple(library.get(name) for name in resolved.libraries)
+    # With what they require (libpng needs zlib): pkg-config must find those too.
+    libraries = tuple(library.with_requirements(resolved.libraries))
     shim = recipe.folder / "shim"
     return Spec(
         build=build, recipe=recipe, resolved=resolved, tools=tools,
@@ -118,7 +121,7 @@ def _make(build: Build, tools: toolchain.Toolchain, recipe) -> Spec:
         configure_patches=tuple((p.name, file_sha256(p.file)) for p in resolved.patches
                                 if patching.touches_configure(p.file)),
         libraries=libraries,
-        library_pins=tuple((lib.name, lib.version, file_sha256(lib.path)) for lib in libraries),
+        library_pins=tuple((lib.name, lib.version, lib.fingerprint()) for lib in libraries),
         # Its version is named in the script, so another autoconf regenerates and rebuilds.
         autoconf=toolchain.autoconf_version() if resolved.regenerates_configure else None,
         tailcall=tailcall_vm.tool(),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from doit.tools import config_changed
 
-from kiln import archive, atomic, fetch, library, process, settings, templating, toolchain
+from kiln import archive, atomic, fetch, library, patching, process, settings, templating, toolchain
 from kiln.errors import KilnError
 from kiln.layout import source_archive
 
@@ -31,8 +31,9 @@ def staging_dir(lib: library.Library) -> Path:
 
 
 def render_script(lib: library.Library, tools: toolchain.Toolchain) -> str:
-    return templating.render("lib-build.sh.j2", lib=lib, tools=tools, stage=staging_dir(lib),
-                             epoch=settings.source_date_epoch())
+    deps = library.with_requirements(lib.requires)
+    return templating.render("lib-build.sh.j2", lib=lib, deps=deps, tools=tools,
+                             stage=staging_dir(lib), epoch=settings.source_date_epoch())
 
 
 @user_errors
@@ -54,6 +55,9 @@ def _relocatable_pc(path: Path, prefix: Path) -> None:
 def _build(lib: library.Library, script_text: str, jobs: int):
     tarball = source_archive(lib.file)
     archive.extract(tarball, lib.work, lib.root)
+    for patch in lib.patches:
+        patching.apply(lib.work, patch, lib.path)
+        print(f"  applied {patch.name}")
     atomic.write_text(lib.script, script_text, mode=0o755)
     stage = staging_dir(lib)
     process.run_logged([str(lib.script), str(jobs)], lib.log, f"build {lib.id}")
@@ -66,7 +70,7 @@ def _build(lib: library.Library, script_text: str, jobs: int):
     os.replace(installed, fresh)
     shutil.rmtree(stage)
     # Keep what a static link needs: headers, archives, pkg-config files.
-    for extra in ("bin", "share"):
+    for extra in ("bin", "share", "lib/cmake"):  # CMake's package files name absolute paths
         shutil.rmtree(fresh / extra, ignore_errors=True)
     for la in (fresh / "lib").glob("*.la"):
         la.unlink()
@@ -78,7 +82,9 @@ def _build(lib: library.Library, script_text: str, jobs: int):
         raise KilnError(f"build {lib.id} installed no static library or no .pc file: see {lib.log}")
     atomic.write_json(fresh / lib.stamp.name, {
         "library": lib.name, "version": lib.version, "source": lib.file, "sha256": lib.sha256,
-        "script_sha256": hashlib.sha256(script_text.encode()).hexdigest(), "files": files})
+        "script_sha256": hashlib.sha256(script_text.encode()).hexdigest(),
+        **({"patches": {p.name: fetch.file_sha256(p) for p in lib.patches}} if lib.patches else {}),
+        "files": files})
     atomic.replace_dir(fresh, lib.prefix)
     for name in files:
         if name.endswith(".a"):
@@ -115,7 +121,9 @@ def task_lib_build():
             "name": lib.name,
             # Job count is not an input: it changes how fast, not what is built.
             "actions": [(_build, [lib, script_text, settings.jobs()])],
-            "file_dep": [source_archive(lib.file)],
+            # What it requires is built first; a rebuilt one rebuilds this one (its stamp).
+            "file_dep": [source_archive(lib.file), *lib.patches,
+                         *(dep.stamp for dep in library.with_requirements(lib.requires))],
             "targets": [lib.stamp],
             "uptodate": [config_changed({"script": script_text})],
             "doc": f"build {lib.id} for wasm32-wasi ({tools.name} {tools.version})",

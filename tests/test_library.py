@@ -60,7 +60,12 @@ def test_a_good_recipe_loads(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, message, line", [
-    ('style = "chost"', 'style = "cmake"', "style must be one of", 11),
+    ('style = "chost"', 'style = "meson"', "style must be one of", 11),
+    ('style = "chost"', 'style = "cmake"', "style 'cmake' takes no install, make", 14),
+    ('version = "1.3.1"', 'version = "1.3.1"\nrequires = ["nothing-here"]', "not another library", 3),
+    ('version = "1.3.1"', 'version = "1.3.1"\nrequires = ["zlib"]', "not another library", 3),
+    ('version = "1.3.1"', 'version = "1.3.1"\npatches = ["0001-none.patch"]', "is not a file in", 3),
+    ('package = "zlib"', 'package = "zlib=1.3 1"', "not a Debian source package name", 5),
     ('sha256 = "' + SHA + '"', 'sha256 = "abc"', "sha256 must be 64", 7),
     ('file = "zlib_1.3.1.orig.tar.gz"', 'file = "https://example.invalid/z.tgz"', "not a URL", 6),
     ('root = "zlib-1.3.1"', 'root = "../up"', "without '..'", 8),
@@ -279,3 +284,28 @@ def test_openssl_and_sodium_variants_resolve_for_7_4_too():
     assert names[-2:] == ["0017-openssl-no-sockets-wasi.patch", "0018-openssl3-sslv23-padding-7.4.patch"]
     assert "0018-openssl3-sslv23-padding-7.4.patch" not in [
         p.file.name for p in php.resolve("8.2.32", "wordpress").patches]
+
+
+def test_a_library_is_built_after_what_it_requires_and_finds_only_that():
+    from tasks import library as library_tasks
+
+    assert [lib.name for lib in library.with_requirements(["libzip", "libpng"])] == ["zlib", "libzip", "libpng"]
+    libzip = library.get("libzip")
+    script = library_tasks.render_script(libzip, fake_tools())
+    zlib = library.get("zlib")
+    assert f"export PKG_CONFIG_LIBDIR={zlib.pkgconfig_dir}" in script
+    assert f"set(CMAKE_FIND_ROOT_PATH {zlib.prefix})" in script
+    assert libzip.patches and libzip.patches[0].name.startswith("0001-")
+    task = next(t for t in library_tasks.task_lib_build() if t["name"] == "libzip")
+    assert zlib.stamp in task["file_dep"] and libzip.patches[0] in task["file_dep"]
+    # A patch is part of what the recipe decides, so of the PHP builds' remote-cache key.
+    assert libzip.fingerprint() != library.get("zlib").fingerprint()
+
+
+def test_a_requirement_cycle_is_a_recipe_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(library, "LIBRARIES", tmp_path)
+    monkeypatch.setattr(library, "_loaded", {})
+    for name, other in (("a", "b"), ("b", "a")):
+        write(tmp_path, name, GOOD.replace('name = "zlib"', f'name = "{name}"\nrequires = ["{other}"]'))
+    with pytest.raises(KilnError, match=r"cycle \(a -> b -> a\)"):
+        library.with_requirements(["a"])
