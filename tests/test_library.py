@@ -172,7 +172,7 @@ def test_openssl_and_libsodium_recipes_say_how_they_are_built():
     assert 'bn_ops           => "BN_LLONG RC4_CHAR"' in script  # wasm32 is ILP32 with a 64-bit long long
     # Guest paths compiled in, and no compiler path or build folder in OpenSSL_version's text.
     assert "--prefix=/usr --libdir=lib --openssldir=/etc/ssl" in script
-    assert 'mkbuildinf.pl "zig 0.0 (wasm32-wasi, Kiln)"' in script
+    assert "mkbuildinf.pl 'zig 0.0 (wasm32-wasi, Kiln)'" in script
     assert 'make install_dev DESTDIR="$STAGE/kiln-install"' in script
     assert "autoreconf -fi" in library_tasks.render_script(sodium, tools)
     assert "autoreconf" not in library_tasks.render_script(library.get("libxml2"), tools)
