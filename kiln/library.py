@@ -54,6 +54,9 @@ _REQUIRED = {
     "make": {"make", "headers", "library"},
     "openssl": {"configure", "install"},
 }
+# What tasks/library.py does to an installed tree after the build script (files kept, .pc files
+# made relocatable and static): raise it when that changes, so every library is installed again.
+INSTALL_LAYOUT = 2
 # Styles whose .pc file Kiln writes (the others install their build's own).
 WRITES_PKGCONFIG = {"amalgamation", "make"}
 

@@ -116,3 +116,22 @@ def optimize(source: Path, target: Path, options: list[str], log: Path) -> dict:
         if {name for name, _, _ in wasmfile.exports(optimized.read_bytes())} != KEPT_EXPORTS:
             raise KilnError(f"wasm-opt changed {source.name}'s exports: check the wasm_opt options")
     return {"before": len(data), "after": after, "seconds": round(time.monotonic() - started, 1)}
+
+
+def build_mcpu(flavour_cflags) -> str:
+    """The -mcpu a build compiles with: the last one in its flavour's cflags (clang keeps the
+    last), else the toolchain's."""
+    given = [flag for flag in flavour_cflags if flag.startswith("-mcpu=")]
+    return given[-1] if given else toolchain.WASM_FEATURES
+
+
+def post_link(data: bytes, name: str, options: list[str], mcpu: str, log: Path) -> bytes:
+    """A linked module run through wasm-opt with a variant's `post_link` options (the compat
+    variant's --strip-eh), reading and writing only the features the build compiles with."""
+    tool = wasm_opt()
+    with tempfile.TemporaryDirectory(prefix="kiln-post-link-") as scratch:
+        linked, out = Path(scratch) / name, Path(scratch) / f"out-{name}"
+        linked.write_bytes(data)
+        process.run_logged([str(tool), str(linked), *options, *feature_flags(mcpu), "-o", str(out)],
+                           log, f"wasm-opt {' '.join(options)} {name}")
+        return out.read_bytes()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import cgi, runner
 from .errors import KilnError
-from .versions import Version, VersionRange
+from .when import When
 
 _FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "flavours", "exit",
            "stdout", "stdout_file", "contains", "lacks", "status", "headers"}
@@ -39,11 +39,17 @@ def load_checks(path: Path) -> list[dict]:
     return checks
 
 
-def applies(check: dict, version: str, flavour: str = "default") -> bool:
-    """`when` limits a check to a version range, `flavours` to some flavours (default: all)."""
+def applies(check: dict, version: str, flavour: str = "default", variants=()) -> bool:
+    """`when` limits a check to releases and variants, as a recipe's `when` does ("@8.1:",
+    "+gd", "@8.2 +opcache": kiln/when.py) given the build's `variants`; `flavours` to some
+    flavours by name (default: all)."""
     if "flavours" in check and flavour not in check["flavours"]:
         return False
-    return Version.parse(version) in VersionRange.parse(check.get("when", "@:"))
+    try:
+        when = When.parse(check.get("when", "@:"))
+    except ValueError as exc:
+        raise KilnError(f"smoke check {check.get('name', '?')!r}: {exc}") from None
+    return when.satisfied_by(version, variants)
 
 
 def parse_cgi(stdout: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -9,6 +9,7 @@ report shows it: they read one object, so they cannot disagree about what a buil
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from . import library, native, patching, settings, tailcall_vm, toolchain
 from .errors import KilnError
 from .fetch import file_sha256
 from .layout import Build
-from .variants import Resolved
+from .variants import PREFIX, Resolved
 
 # What Zend/zend_vm_gen.php writes; a CALL build restores the release's copies of them.
 VM_FILES = ("zend_vm_opcodes.h", "zend_vm_opcodes.c", "zend_vm_execute.h", "zend_vm_handlers.h")
@@ -56,6 +57,8 @@ class Spec:
             "template": file_sha256(settings.TEMPLATES / "wl-build.sh.j2"),
             "configure": list(resolved.configure),
             "flavour_cflags": list(resolved.cflags),
+            # Only where a variant asks for it, so the other builds keep their keys.
+            **({"post_link": list(resolved.post_link)} if resolved.post_link else {}),
             "autoconf": self.autoconf,
             "make_targets": recipe.settings.get("make_targets", []),
             "vm": [resolved.vm_kind, list(resolved.execute_cflags)],
@@ -68,14 +71,23 @@ class Spec:
             # Only where libraries are linked: the template cannot change the others.
             "library_template": (file_sha256(settings.TEMPLATES / "lib-build.sh.j2")
                                  if self.library_pins else None),
+            "library_layout": library.INSTALL_LAYOUT if self.library_pins else None,
         }
+
+    def configure_args(self) -> list[str]:
+        """The configure arguments as the script passes them: `{prefix:<library>}` becomes that
+        library's installed folder, relative to the source tree where configure and make run:
+        PHP records its configure command in the binary, and a relative path is the same in
+        every checkout (the recipe's form, without paths, is what the cache key holds)."""
+        prefixes = {lib.name: os.path.relpath(lib.prefix, self.build.src) for lib in self.libraries}
+        return [PREFIX.sub(lambda m: prefixes[m.group(1)], arg) for arg in self.resolved.configure]
 
     def summary(self) -> dict:
         """For people: the report's "spec" and `doit info`."""
         r = self.resolved
         return {"release": r.version, "flavour": r.flavour, "variants": list(r.variants),
                 "configure": list(r.configure), "cflags": list(r.cflags), "vm_kind": r.vm_kind,
-                "execute_cflags": list(r.execute_cflags),
+                "execute_cflags": list(r.execute_cflags), "post_link": list(r.post_link),
                 "libraries": {name: version for name, version, _ in self.library_pins},
                 "patches": [name for name, _ in self.series],
                 "toolchain": f"{self.tools.name} {self.tools.version}", "autoconf": self.autoconf}

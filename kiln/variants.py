@@ -4,7 +4,10 @@ A variant is a feature a build has or not, declared once ([variants.<name>]): th
 arguments it adds, the libraries it links, C flags, a VM kind, the releases it exists for and
 the variants it requires or conflicts with. Patches and [[configure]] entries name variants in
 their `when` ("@8.2 +opcache", "~xml"). A flavour is a named set of variants and a release range,
-nothing more. `resolve()` turns (release, flavour) into the one list of each that a build uses.
+nothing more: `variants` are on for every release of the flavour (a variant missing from one of
+them is a recipe error), `where_available` only for the releases their own `when` covers (the
+wordpress flavour's GOTO VM and OPcache on 8.x, not on 7.4). `resolve()` turns (release, flavour)
+into the one list of each that a build uses.
 
 PHP records its configure command in the binary (phpinfo's "Configure Command"), so the order of
 the arguments is part of the modules' bytes, though not of their meaning: [[configure]] entries
@@ -23,10 +26,13 @@ from .errors import KilnError
 from .versions import ANY, Version, VersionRange
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# `{prefix:bzip2}` in a configure argument: where that library is installed, for extensions whose
+# configure looks in a folder instead of asking pkg-config (ext/bz2). Filled in by kiln/spec.py.
+PREFIX = re.compile(r"\{prefix:([a-z0-9][a-z0-9_+.-]*)\}")
 _FEATURE = re.compile(r"^--(?:enable|disable|with|without)-([A-Za-z0-9_-]+)(?:=.*)?$")
 KEYS = {"description", "configure", "libraries", "cflags", "vm_kind", "execute_cflags", "when",
-        "requires", "conflicts", "replaces"}
-FLAVOUR_KEYS = {"description", "variants", "when"}
+        "requires", "conflicts", "replaces", "post_link"}
+FLAVOUR_KEYS = {"description", "variants", "where_available", "when"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Variant:
     requires: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments its own override
+    post_link: tuple[str, ...] = ()  # wasm-opt options run on the linked modules (php_collect)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class Flavour:
     variants: tuple[str, ...] = ()
     when: VersionRange = ANY
     explicit_when: bool = False
+    where_available: tuple[str, ...] = ()  # on only for the releases in each one's own `when`
+
+    def variants_for(self, recipe, version: Version) -> set[str]:
+        return set(self.variants) | {n for n in self.where_available if version in recipe.variants[n].when}
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Resolved:
     execute_cflags: tuple[str, ...]
     libraries: tuple[str, ...]
     patches: tuple                 # recipe.Patch, in series order
+    post_link: tuple[str, ...] = ()  # wasm-opt options for the linked modules, in variant order
 
     @property
     def regenerates_configure(self) -> bool:
@@ -87,10 +99,18 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
                        f"(allowed: {', '.join(sorted(KEYS))})", *at)
         lists = {key: _string_list(check, entry.get(key, []), f"variant {name} `{key}`", *at)
                  for key in ("configure", "libraries", "cflags", "execute_cflags", "requires",
-                             "conflicts", "replaces")}
+                             "conflicts", "replaces", "post_link")}
+        if not all(option.startswith("-") for option in lists["post_link"]):
+            check.fail(f"variant {name}: `post_link` is a list of wasm-opt options, each starting "
+                       f"with '-' (like [\"--strip-eh\", \"-O1\"])", *at)
         kind = entry.get("vm_kind")
         if kind is not None and kind not in vm_kinds:
             check.fail(f"variant {name}: vm_kind must be one of {', '.join(vm_kinds)}, not {kind!r}", *at)
+        for arg in lists["configure"]:
+            for library in PREFIX.findall(arg):
+                if library not in lists["libraries"]:
+                    check.fail(f"variant {name}: {arg!r} names the folder of library {library!r}, which "
+                               "the variant does not link: add it to its `libraries`", *at)
         for library in lists["libraries"]:
             if not (settings.ROOT / "libraries" / library / "recipe.toml").is_file():
                 check.fail(f"variant {name} links library {library!r}, which has no recipe: add "
@@ -130,17 +150,20 @@ def parse_flavours(check, table: dict, variants: dict[str, Variant]) -> dict[str
                     if unknown & {"configure", "libraries", "cflags"} else "")
             check.fail(f"flavour {name}: unknown key(s) {', '.join(sorted(unknown))}{hint}", header)
         chosen = _string_list(check, entry.get("variants", []), "variants", header, "variants")
-        for variant in chosen:
-            if variant not in variants:
-                check.fail(f"flavour {name}: unknown variant {variant!r} (known: {', '.join(variants)}; "
-                           "declare it under [variants] or take it out)", header, "variants")
-        if len(set(chosen)) != len(chosen):
+        optional = _string_list(check, entry.get("where_available", []), "where_available", header,
+                                "where_available")
+        for key, names in (("variants", chosen), ("where_available", optional)):
+            for variant in names:
+                if variant not in variants:
+                    check.fail(f"flavour {name}: unknown variant {variant!r} (known: {', '.join(variants)}; "
+                               "declare it under [variants] or take it out)", header, key)
+        if len(set(chosen + optional)) != len(chosen + optional):
             check.fail(f"flavour {name} names a variant twice", header, "variants")
         result[name] = Flavour(
             name=name, line=check.line_of(header),
             description=_expect(check, entry.get("description", ""), str, "description", header),
             variants=chosen, when=_range(check, entry.get("when", "@:"), header),
-            explicit_when="when" in entry)
+            explicit_when="when" in entry, where_available=optional)
     if "default" not in result:
         check.fail("a [flavours.default] table is required", "[flavours")
     return result
@@ -149,8 +172,8 @@ def parse_flavours(check, table: dict, variants: dict[str, Variant]) -> dict[str
 def check_flavour_variants(recipe, check, flavour: Flavour) -> None:
     """Conflicts, requirements, and variants missing from a release the flavour's range names."""
     at = ("[flavours." + flavour.name + "]", "variants")
-    on = set(flavour.variants)
-    for name in flavour.variants:
+    on = set(flavour.variants) | set(flavour.where_available)
+    for name in flavour.variants + flavour.where_available:
         variant = recipe.variants[name]
         for other in variant.conflicts:
             if other in on:
@@ -160,7 +183,7 @@ def check_flavour_variants(recipe, check, flavour: Flavour) -> None:
             if other not in on:
                 check.fail(f"flavour {flavour.name}: variant {name} requires {other} (recipe.toml:"
                            f"{variant.line}): add {other} to its variants", *at)
-    kinds = [n for n in flavour.variants if recipe.variants[n].vm_kind]
+    kinds = [n for n in flavour.variants + flavour.where_available if recipe.variants[n].vm_kind]
     if len(kinds) > 1:
         check.fail(f"flavour {flavour.name}: variants {' and '.join(kinds)} each name a VM kind: "
                    "keep one", *at)
@@ -194,7 +217,8 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
     """The build (release, flavour) as the recipe describes it, checked for contradictions."""
     flavour = recipe.check_flavour(flavour_name)
     v = Version.parse(version)
-    on = tuple(name for name in recipe.variants if name in flavour.variants)
+    chosen = flavour.variants_for(recipe, v)
+    on = tuple(name for name in recipe.variants if name in chosen)
     variants = [recipe.variants[name] for name in on]
     args = [a for when, group in recipe.configure if when.satisfied_by(v, on) for a in group]
     replaced = {a for variant in variants for a in variant.replaces}
@@ -213,6 +237,7 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
         execute_cflags=kind.execute_cflags if kind else (),
         libraries=tuple(dict.fromkeys(lib for variant in variants for lib in variant.libraries)),
         patches=tuple(p for p in recipe.patches if p.when.satisfied_by(v, on)),
+        post_link=tuple(o for variant in variants for o in variant.post_link),
     )
 
 

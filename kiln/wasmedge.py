@@ -15,17 +15,16 @@ not speed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import atomic, runner, settings
+from . import atomic, debroot, runner, settings
 from .errors import KilnError
 
-SUITE = "trixie"
+SUITE = debroot.SUITE
 # The proposals PHP's modules use beyond WasmEdge's defaults: tail calls (the TAILCALL VM) and
 # exception handling (setjmp/longjmp). --enable-all would add experimental ones and a warning.
 FLAGS = ("--enable-tail-call", "--enable-exception-handling")
@@ -79,48 +78,14 @@ def provision(log=print) -> WasmEdge:
     found = find()
     if found:
         return found
-    if os.geteuid() != 0:
-        raise KilnError("no wasmedge here and making a Debian 13 root for it needs root: run as root, "
-                        "install wasmedge (Debian 13), or set KILN_WASMEDGE=off")
-    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    if not Path(debootstrap).is_file():
-        raise KilnError("no wasmedge here and no debootstrap to make a Debian 13 root for it: "
-                        "apt-get install debootstrap (scripts/setup installs it), or KILN_WASMEDGE=off")
-    archive = subprocess.run([str(settings.ROOT / "scripts" / "fill-mirror"), "--archive-uri"],
-                             capture_output=True, text=True)
-    if archive.returncode != 0:
-        raise KilnError(f"no Debian archive in this machine's apt sources for a {SUITE} root: "
-                        f"{archive.stderr.strip()}")
-    root = root_dir()
-    partial = root.with_name(root.name + ".part")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    log(f"  wasmedge: debootstrap {SUITE}, then apt-get install wasmedge in it, into {root} "
-        "(once; kept in KILN_CACHE)")
-    started = time.monotonic()
-    log_file = partial.with_suffix(".log")
-    # debootstrap's --include does not resolve every dependency (libwasmedge0's libspdlog was
-    # left out): the root's own apt installs the package. apt needs only the machine's resolver.
-    steps = [[debootstrap, "--variant=minbase", SUITE, str(partial), archive.stdout.strip()],
-             ["chroot", str(partial), "apt-get", "install", "-y", "-q", "--no-install-recommends", "wasmedge"],
-             ["chroot", str(partial), "apt-get", "clean"]]
-    with open(log_file, "wb") as out:
-        for step in steps:
-            if step[0] == "chroot":
-                shutil.copyfile("/etc/resolv.conf", partial / "etc" / "resolv.conf")
-            done = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-            if done.returncode != 0:
-                tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
-                raise KilnError(f"making a {SUITE} root for wasmedge failed at `{' '.join(step[:4])}` "
-                                f"({tail[0][:160]}); see {log_file}")
-    shutil.rmtree(root, ignore_errors=True)
-    partial.rename(root)
-    log_file.unlink(missing_ok=True)
+    try:
+        seconds = debroot.make(root_dir(), ["wasmedge"], "wasmedge", log)
+    except KilnError as exc:
+        raise KilnError(f"no wasmedge here: {exc} (or set KILN_WASMEDGE=off)") from None
     found = find()
     if found is None:
-        raise KilnError(f"{root} was made but its wasmedge does not run: remove it and try again")
-    log(f"  wasmedge: {found.version} ready in {time.monotonic() - started:.0f} s")
+        raise KilnError(f"{root_dir()} was made but its wasmedge does not run: remove it and try again")
+    log(f"  wasmedge: {found.version} ready in {seconds:.0f} s")
     return found
 
 

@@ -8,19 +8,24 @@ import functools
 
 from doit.tools import config_changed
 
-from kiln import atomic, remote_cache, toolchain, wasmfile
+from kiln import atomic, optimize, remote_cache, toolchain, wasmfile
 from kiln.layout import Build
 
 from . import builds, php, user_errors
 
 
 @user_errors
-def _collect(build: Build, outputs: dict[str, str]):
+def _collect(build: Build, outputs: dict[str, str], post_link: list[str], mcpu: str):
     for module, relative in outputs.items():
         linked = (build.src / relative).read_bytes()
-        atomic.write_bytes(build.module(module), wasmfile.strip_debug(linked))
+        data = wasmfile.strip_debug(linked)
+        if post_link:   # a variant's wasm-opt step (the compat variant's --strip-eh)
+            data = optimize.post_link(data, f"{module}.wasm", post_link, mcpu,
+                                      build.logs / f"post-link-{module}.log")
+        atomic.write_bytes(build.module(module), data)
         print(f"  {build.module(module)}: {build.module(module).stat().st_size / 1e6:.2f} MB "
-              f"({len(linked) / 1e6:.2f} MB as linked, debug sections dropped)")
+              f"({len(linked) / 1e6:.2f} MB as linked, debug sections dropped"
+              f"{', wasm-opt ' + ' '.join(post_link) if post_link else ''})")
 
 
 @user_errors
@@ -63,13 +68,20 @@ def task_php_collect():
                 "clean": True,
             }
             continue
+        resolved = php().resolve(build.version, build.flavour)
+        post_link, mcpu = list(resolved.post_link), optimize.build_mcpu(resolved.cflags)
+        # What collect does to the bytes is part of its result (the post-link step only where a
+        # variant asks for one, so the other builds stay up to date).
+        changes = {"strip": "debug sections"}
+        if post_link:
+            changes.update(post_link=post_link, mcpu=mcpu,
+                           wasm_opt=optimize.version(optimize.wasm_opt()))
         yield {
             "name": build.id,
-            "actions": [(_collect, [build, outputs])],
+            "actions": [(_collect, [build, outputs, post_link, mcpu])],
             "file_dep": [build.state / "built.json"],
             "targets": targets,
-            # What collect does to the bytes is part of its result.
-            "uptodate": [config_changed({"strip": "debug sections"})],
+            "uptodate": [config_changed(changes)],
             "doc": f"collect {build.id}'s modules",
             "clean": True,
         }

@@ -23,12 +23,15 @@ def render(s: spec.Spec) -> str:
         tools=s.tools,
         shim=s.shim,
         shim_sources=sorted(p.name for p in s.shim.glob("*.[cS]")),
-        configure_args=s.resolved.configure,
+        configure_args=s.configure_args(),
         libraries=s.libraries,
         make_targets=s.recipe.settings.get("make_targets", []),
         vm_kind=s.vm_kind,
         execute_cflags=s.resolved.execute_cflags,
         flavour_cflags=s.resolved.cflags,
+        # A flavour's -mcpu goes to the link too: zig cc builds wasi-libc for the -mcpu it links
+        # with, and the toolchain's (in LDFLAGS, after CFLAGS) would bring tail calls back.
+        flavour_ldflags=[flag for flag in s.resolved.cflags if flag.startswith("-mcpu=")],
         vm_files=spec.VM_FILES,
         tailcall=s.tailcall,
         native_php=s.native_php,

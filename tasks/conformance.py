@@ -15,8 +15,15 @@ from . import builds, php, user_errors
 SKIPS = php().folder / "conformance-skips.toml"
 
 
-def folders() -> list[str]:
-    return list(php().settings.get("conformance_folders", conformance.DEFAULT_FOLDERS))
+def folders(build: Build | None = None) -> list[str]:
+    """The recipe's `conformance_folders`, then, for a build, the folders of the extensions its
+    variants add (`conformance_variant_folders`: gd's ext/gd/tests on the builds that have gd)."""
+    chosen = list(php().settings.get("conformance_folders", conformance.DEFAULT_FOLDERS))
+    if build is not None:
+        on = php().resolve(build.version, build.flavour).variants
+        extra = php().settings.get("conformance_variant_folders", {})
+        chosen += [folder for variant in on for folder in extra.get(variant, []) if folder not in chosen]
+    return chosen
 
 
 def jobs() -> int:
@@ -37,8 +44,9 @@ def _conformance(build: Build, modules: dict, chosen: list[str], workers: int):
 
 def task_php_conformance():
     """Run PHP's run-tests.php (native PHP driving) against the wasm build."""
-    chosen, workers = folders(), jobs()
+    workers = jobs()
     for build in builds():
+        chosen = folders(build)
         modules = {name: build.module(name, aot=True) for name in php().outputs}
         yield {
             "name": build.id,

@@ -44,10 +44,23 @@ def _download(lib: library.Library, mirrors: list[str]):
 
 
 def _relocatable_pc(path: Path, prefix: Path) -> None:
-    """Point a .pc file at its own folder (${pcfiledir}), so the tree can move."""
+    """Point a .pc file at its own folder (${pcfiledir}), so the tree can move; and make its
+    private requirements public. Every library here is static only, so what a shared library
+    would hide (libwebp's libsharpyuv, libpng's zlib) must be linked too, while PHP's configure
+    asks pkg-config without --static."""
     text = path.read_text()
     text = re.sub(r"^prefix=.*$", "prefix=${pcfiledir}/../..", text, count=1, flags=re.M)
     text = text.replace(str(prefix), "${prefix}")
+    for field in ("Requires", "Libs"):
+        private = re.search(rf"^{field}\.private:(.*)$", text, flags=re.M)
+        if private is None or not private.group(1).strip():
+            continue
+        text = re.sub(rf"^{field}\.private:.*\n?", "", text, flags=re.M)
+        if re.search(rf"^{field}:", text, flags=re.M):
+            text = re.sub(rf"^({field}:.*)$", lambda m: m.group(1).rstrip() + " " + private.group(1).strip(),
+                          text, count=1, flags=re.M)
+        else:
+            text = text.rstrip("\n") + f"\n{field}: {private.group(1).strip()}\n"
     path.write_text(text)
 
 
@@ -125,7 +138,7 @@ def task_lib_build():
             "file_dep": [source_archive(lib.file), *lib.patches,
                          *(dep.stamp for dep in library.with_requirements(lib.requires))],
             "targets": [lib.stamp],
-            "uptodate": [config_changed({"script": script_text})],
+            "uptodate": [config_changed({"script": script_text, "layout": library.INSTALL_LAYOUT})],
             "doc": f"build {lib.id} for wasm32-wasi ({tools.name} {tools.version})",
             "clean": True,
         }

@@ -20,7 +20,8 @@ def _check(build: Build, modules: dict, report: Path, wasm: dict | None = None):
     """Every check under Wasmtime (the precompiled `modules`), and, given the plain `wasm`
     modules, under WasmEdge too where the wasmedge stage found or made one (kiln/wasmedge.py).
     A failure on either runtime fails the stage; a runtime that could not run says why."""
-    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour)]
+    variants = php().resolve(build.version, build.flavour).variants
+    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour, variants)]
     edge = wasmedge.read_state() if wasm else "not asked for these modules"
     outcomes, on_edge = [], []
     for check in checks:

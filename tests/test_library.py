@@ -4,6 +4,7 @@ Fast: nothing is compiled or fetched."""
 import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -113,22 +114,45 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
     from tasks import configure
 
     php = recipe.language("php")
-    assert php.resolve("8.2.32", "wordpress").libraries == ("sqlite", "zlib", "openssl", "libsodium", "libxml2")
-    assert php.flavour_applies("wordpress", "8.2.32") and not php.flavour_applies("wordpress", "7.4.33")
+    assert php.resolve("8.2.32", "wordpress").libraries == (
+        "sqlite", "zlib", "openssl", "libsodium", "libxml2", "libpng", "libjpeg-turbo", "libwebp",
+        "freetype", "libzip", "bzip2")
+    assert php.flavour_applies("wordpress", "8.2.32") and php.flavour_applies("wordpress", "7.4.33")
+    assert not php.flavour_applies("wordpress", "7.4.32")
     assert "--with-pdo-sqlite" in php.configure_args("8.2.32", "wordpress")
     tools = fake_tools()
     script = configure.render_script(Build("php", "8.2.32", "wordpress"), tools)
     assert "export PKG_CONFIG_LIBDIR=" in script
-    for lib in map(library.get, php.resolve("8.2.32", "wordpress").libraries):
+    for lib in library.with_requirements(php.resolve("8.2.32", "wordpress").libraries):
         assert str(lib.pkgconfig_dir) in script
+    # ext/bz2 looks in a folder: the recipe's {prefix:bzip2} is the installed library's.
+    assert "--with-bz2=../../../libs/bzip2-1.0.8 " in script   # the same in every checkout
+    assert "--with-bz2={prefix:bzip2}" in php.configure_args("8.2.32", "wordpress")
     assert "PKG_CONFIG" not in configure.render_script(Build("php", "8.2.32", "default"), tools)
 
 
-def test_smoke_checks_can_be_limited_to_flavours():
+def test_smoke_checks_can_be_limited_to_flavours_and_variants():
     check = {"name": "x", "module": "php", "flavours": ["wordpress"], "when": "@8.2"}
     assert smoke.applies(check, "8.2.32", "wordpress")
     assert not smoke.applies(check, "8.2.32", "default")
     assert not smoke.applies(check, "7.4.33", "wordpress")
+    gd = {"name": "gd", "module": "php", "when": "@8.0: +gd ~goto"}
+    assert smoke.applies(gd, "8.2.32", "any", ("gd",))
+    assert not smoke.applies(gd, "8.2.32", "any", ("gd", "goto"))
+    assert not smoke.applies(gd, "7.4.33", "any", ("gd",))
+    assert not smoke.applies(gd, "8.2.32", "any")
+    with pytest.raises(KilnError, match="smoke check 'bad'"):
+        smoke.applies({"name": "bad", "module": "php", "when": "8.2"}, "8.2.32")
+
+
+def test_a_flavour_turns_on_where_available_variants_only_for_their_releases():
+    php = recipe.language("php")
+    old, new = php.resolve("7.4.33", "wordpress"), php.resolve("8.2.32", "wordpress")
+    assert {"iconv", "opcache", "goto"} <= set(new.variants)
+    assert not {"iconv", "opcache", "goto"} & set(old.variants)
+    assert (old.vm_kind, new.vm_kind) == ("TAILCALL", "GOTO")
+    assert "--without-iconv" in old.configure and "--with-iconv" in new.configure
+    assert {"gd", "zip", "bz2", "exif", "phar"} <= set(old.variants) & set(new.variants)
 
 
 def test_the_wordpress_recipe_and_config():
@@ -190,7 +214,7 @@ def test_the_wordpress_flavour_has_openssl_and_sodium_and_the_no_sockets_patch()
     resolved = php.resolve("8.2.32", "wordpress")
     assert {"openssl", "libsodium"} <= set(resolved.libraries)
     assert {"--with-openssl", "--with-sodium"} <= set(php.configure_args("8.2.32", "wordpress"))
-    patch = "0017-openssl-no-sockets-wasi.patch"
+    patch = "0018-openssl-no-sockets-wasi.patch"
     assert patch in [p.file.name for p in resolved.patches]
     assert patch not in [p.file.name for p in php.resolve("8.2.32", "default").patches]
     assert "--with-openssl" not in php.configure_args("8.2.32", "default")
@@ -281,8 +305,8 @@ def test_openssl_and_sodium_variants_resolve_for_7_4_too():
     assert resolved.libraries == ("openssl", "libsodium")
     assert resolved.configure[-2:] == ("--with-openssl", "--with-sodium")
     names = [p.file.name for p in resolved.patches]
-    assert names[-2:] == ["0017-openssl-no-sockets-wasi.patch", "0018-openssl3-sslv23-padding-7.4.patch"]
-    assert "0018-openssl3-sslv23-padding-7.4.patch" not in [
+    assert names[-2:] == ["0018-openssl-no-sockets-wasi.patch", "0019-openssl3-sslv23-padding-7.4.patch"]
+    assert "0019-openssl3-sslv23-padding-7.4.patch" not in [
         p.file.name for p in php.resolve("8.2.32", "wordpress").patches]
 
 
@@ -309,3 +333,19 @@ def test_a_requirement_cycle_is_a_recipe_error(tmp_path, monkeypatch):
         write(tmp_path, name, GOOD.replace('name = "zlib"', f'name = "{name}"\nrequires = ["{other}"]'))
     with pytest.raises(KilnError, match=r"cycle \(a -> b -> a\)"):
         library.with_requirements(["a"])
+
+
+def test_installed_pkgconfig_files_are_relocatable_and_static(tmp_path):
+    """Every library is static: what a .pc file keeps private (for shared linking) is made public,
+    since PHP's configure asks pkg-config without --static."""
+    from tasks.library import _relocatable_pc
+
+    pc = tmp_path / "libwebp.pc"
+    pc.write_text("prefix=/out/libs/libwebp-1.5.0\nlibdir=/out/libs/libwebp-1.5.0/lib\n"
+                  "Name: libwebp\nRequires.private: libsharpyuv\nLibs: -L${libdir} -lwebp\n"
+                  "Libs.private: -lm\n")
+    _relocatable_pc(pc, Path("/out/libs/libwebp-1.5.0"))
+    text = pc.read_text()
+    assert "prefix=${pcfiledir}/../.." in text and "libdir=${prefix}/lib" in text
+    assert "Requires: libsharpyuv" in text and "Libs: -L${libdir} -lwebp -lm" in text
+    assert ".private" not in text

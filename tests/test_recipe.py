@@ -271,6 +271,13 @@ def line_of(body: str, needle: str) -> int:
     (('cflags = ["-Oz"]', 'cflags = ["-Oz"]\nflavours = ["x"]'), "", r"variant size: unknown key\(s\) flavours",
      "[variants.size]"),
     (('requires = ["cli"]', 'requires = ["cl1"]'), "", r"variant size names unknown variant 'cl1'", "[variants.size]"),
+    # A configure argument naming the folder of a library its variant does not link.
+    (('configure = ["--with-libxml"]', 'configure = ["--with-libxml={prefix:zlib}"]'), "",
+     r"variant xml: '--with-libxml=\{prefix:zlib\}' names the folder of library 'zlib', which the variant "
+     r"does not link: add it to its `libraries`", "[variants.xml]"),
+    # where_available names variants like `variants` does.
+    (('variants = ["xml", "opcache", "goto"]', 'variants = ["xml", "goto"]\nwhere_available = ["opcahe"]'), "",
+     r"flavour wp: unknown variant 'opcahe'", 'where_available = ["opcahe"]'),
 ])
 def test_variant_errors_name_the_recipe_line_and_the_fix(tmp_path, change, extra, message, at):
     text, path = variant_error(tmp_path, change, extra)
@@ -362,10 +369,12 @@ def test_every_build_gets_a_fast_vm_and_only_fast_and_wordpress_pay_for_goto():
     """GOTO costs ~15 CPU-minutes and 10.9 GiB per cold build (docs/benchmarks.md): CI affords
     it once, for wordpress (whose front page is PHP execution once OPcache stays in a pool
     worker's memory); `fast` is built nightly; every other build, 7.4 included, gets the
-    tail-calling VM, which compiles in seconds."""
+    tail-calling VM, which compiles in seconds. `compat` (for crun's WasmEdge handler, which
+    turns on no tail calls) gets the release's own CALL VM."""
     php = recipe.language("php")
     kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
-    assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO"}
+    assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO",
+                     "compat": "CALL"}
     assert php.vm_kind("7.4.33", "default") == "TAILCALL"
     assert php.resolve("8.2.32", "fast").execute_cflags == ("-w",)
     assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
@@ -375,10 +384,11 @@ def test_the_php_recipe_says_each_argument_once_and_flavours_are_only_variants()
     """Issue #29: no argument repeated between flavours, OPcache's patches keyed to the feature."""
     php = recipe.language("php")
     assert all(set(f.__dataclass_fields__) == {"name", "line", "description", "variants", "when",
-                                               "explicit_when"} for f in php.flavours.values())
+                                               "explicit_when", "where_available"}
+               for f in php.flavours.values())
     wordpress = php.resolve("8.2.32", "wordpress")
     assert {p.name for p in wordpress.patches} - {p.name for p in php.resolve("8.2.32").patches} == {
         "0009-opcache-builtin-wasi-8.2.patch", "0010-opcache-accelerator-wasi-8.2.patch",
         "0011-opcache-file-cache-short-writes-8.2.patch", "0014-opcache-shared-memory-wasi-8.2.patch",
-        "0017-openssl-no-sockets-wasi.patch"}  # issue 31: +openssl
+        "0018-openssl-no-sockets-wasi.patch"}  # issue 31: +openssl
     assert all("+opcache" in str(p.when) for p in wordpress.patches if "opcache" in p.name)

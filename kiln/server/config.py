@@ -68,6 +68,9 @@ class ServerConfig:
     # OPcache in memory; "request": a fresh instance per request, nothing survives it.
     # A native php-cgi is always a process per request.
     isolation: str = "worker"
+    # What runs php-cgi, given whole instead of module/native_cgi: anything with `kind` and
+    # `run(env, body, timeout) -> CgiResult` (kiln.crun's ContainerBackend: a container per request).
+    backend: object | None = None
 
     def effective_workers(self) -> int:
         return self.workers or max(4, 2 * (os.cpu_count() or 1))

@@ -45,8 +45,8 @@ class Server:
 
     def _setup(self) -> None:
         cfg = self.config
-        if (cfg.module is None) == (cfg.native_cgi is None):
-            raise KilnError("give exactly one of module (php-cgi .wasm/.cwasm) or native_cgi")
+        if [cfg.module, cfg.native_cgi, cfg.backend].count(None) != 2:
+            raise KilnError("give exactly one of module (php-cgi .wasm/.cwasm), native_cgi or backend")
         if cfg.isolation not in ISOLATIONS:
             raise KilnError(f"--isolation {cfg.isolation}: give {' or '.join(ISOLATIONS)}")
         if not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
@@ -59,7 +59,9 @@ class Server:
         box = sandbox.prepare(cfg, self._state_dir)
         self.tmp_host, self.opcache_host, self.fs = box.tmp_host, box.opcache_host, box.fs
         self._writable_roots = box.writable_roots
-        if cfg.native_cgi is not None:
+        if cfg.backend is not None:
+            backend = cfg.backend
+        elif cfg.native_cgi is not None:
             backend = NativeBackend(Path(cfg.native_cgi), cfg.max_response, self._state_dir)
         else:
             memory = cfg.memory_mb * MiB if cfg.memory_mb else None

@@ -4,7 +4,7 @@
  *
  * - Process, user, signal and socket functions fail with ENOSYS (or answer
  *   the harmless value a single-user, signal-less sandbox would give).
- * - mkstemp()/mktemp() really work: they create/choose a fresh name in the
+ * - mkstemp()/mktemp()/tmpfile() really work: they create/choose a fresh name in the
  *   template's directory using arc4random(), with O_CREAT|O_EXCL, so that
  *   PHP's tempnam(), tmpfile() and upload temp files work in a granted,
  *   writable folder (e.g. a host directory preopened as /tmp).
@@ -94,6 +94,26 @@ int mkstemp(char *tmpl)
     /* leave the template recognisable as unused */
     memcpy(tmpl + len - 6, saved, 6);
     return -1;
+}
+
+/* C's tmpfile(), which wasi-libc lacks (libgd writes compressed BMPs through one): a fresh
+ * file in /tmp, the writable grant PHP's sys_temp_dir names, unlinked at once so that it
+ * goes away when closed. */
+FILE *tmpfile(void)
+{
+    char name[] = "/tmp/kiln-tmpfile-XXXXXX";
+    int fd = mkstemp(name);
+    FILE *file;
+
+    if (fd < 0) {
+        return NULL;
+    }
+    unlink(name);
+    file = fdopen(fd, "w+b");
+    if (file == NULL) {
+        close(fd);
+    }
+    return file;
 }
 
 char *mktemp(char *tmpl)

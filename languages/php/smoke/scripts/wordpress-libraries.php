@@ -1,7 +1,7 @@
 <?php
 // The wordpress flavour's libraries at work: SQLite through both APIs on a file in a granted
 // folder (dot-file locking), zlib, libxml2 (DOM, XPath, SimpleXML, XMLWriter, XMLReader),
-// mbstring and iconv. Each line prints only when its round trip gave the expected result.
+// mbstring (iconv: its own check). Each line prints only when its round trip gave the expected result.
 $path = '/tmp/kiln-smoke.sqlite';
 
 $db = new SQLite3($path);
@@ -57,8 +57,7 @@ if ($title === 'Hello world!' && (string) $simple['status'] === 'publish'
     echo 'libxml ', LIBXML_DOTTED_VERSION, " dom ok\n";
 }
 
-if (mb_strlen('héllo wörld') === 11 && mb_strtoupper('é') === 'É'
-    && iconv('UTF-8', 'ISO-8859-1', 'é') === "\xE9") {
-    echo "mbstring iconv ok\n";
+if (mb_strlen('héllo wörld') === 11 && mb_strtoupper('é') === 'É') {
+    echo "mbstring ok\n";
 }
 echo "libraries ok\n";
