@@ -105,6 +105,7 @@ try:
     from tasks.reproduce import task_php_reproduce  # noqa: F401
     from tasks.smoke import task_php_smoke, task_php_smoke_optimized  # noqa: F401
     from tasks.wasmedge import task_wasmedge  # noqa: F401
+    from tasks.web import task_php_web  # noqa: F401
     from tasks.wordpress import task_wordpress_docroot, task_wordpress_download  # noqa: F401
 
     from kiln.images import kinds_for as _image_kinds

@@ -5,7 +5,8 @@ from . import builds
 
 
 def stages_of(build_id: str) -> list[str]:
-    stages = ["php_smoke", "php_aot"]
+    # php_web copies the modules into the browser site: cheap, so always part of the chain.
+    stages = ["php_smoke", "php_aot", "php_web"]
     if settings.optimize_enabled():
         stages.append("php_smoke_optimized")  # which needs php_optimize
     if remote_cache.address():

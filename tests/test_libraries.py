@@ -2,12 +2,14 @@
 through their pkg-config files, linked into one program with the toolchain PHP uses, and run
 under Wasmtime: a round trip through each codec, and errors (png_error's longjmp, a file that is
 not a font) handled as natively."""
+import json
 import shlex
 import subprocess
 
 import pytest
 
 from kiln import engine, library, toolchain, wasmtime_cli
+from kiln.layout import Build
 from tests import doit_run
 
 FIXTURE = doit_run.ROOT / "tests" / "fixtures" / "libraries" / "use-libraries.c"
@@ -45,3 +47,24 @@ def test_the_image_and_archive_libraries_link_and_work(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == EXPECTED, result.stdout + result.stderr
+
+
+EXTENSION_CHECKS = {"gd", "exif", "zip", "bz2", "phar", "wordpress-libraries"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["7.4.33", "8.2.32"])
+def test_the_wordpress_flavour_has_gd_exif_zip_bz2_and_phar(version):
+    """#30 on both testable releases: each extension's smoke check (output compared whole with
+    native PHP's) passed under Wasmtime, and under WasmEdge wherever the wasmedge stage ran."""
+    build = Build("php", version, "wordpress")
+    doit_run.build(f"php_smoke:{build.id}")
+    report = json.loads(build.smoke_report.read_text())
+    assert report["passed"] is True
+    checks = {c["name"]: c for c in report["checks"]}
+    assert EXTENSION_CHECKS <= set(checks), sorted(checks)
+    for name in EXTENSION_CHECKS:
+        runtimes = checks[name]["runtimes"]
+        assert runtimes["wasmtime"] == "passed", (name, checks[name]["problems"])
+        assert runtimes.get("wasmedge", "passed") in ("passed", "not run"), (name, runtimes)
+    assert ("iconv" in checks) == (version != "7.4.33")   # no iconv variant on 7.4
