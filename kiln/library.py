@@ -31,7 +31,7 @@ _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
 # How each build style is driven (templates/lib-build.sh.j2) and the [build] keys it takes.
 STYLES = {
     # autoconf: ./configure --host=wasm32-wasi --build=<native> --prefix=... --enable-static ...
-    "autoconf": {"configure", "make", "install", "wrap_config_sub", "defines"},
+    "autoconf": {"configure", "make", "install", "wrap_config_sub", "autoreconf", "defines"},
     # a hand-written configure that takes the target from CHOST (zlib)
     "chost": {"configure", "make", "install", "defines"},
     # a native build generates single-file sources, compiled with the wasm toolchain (SQLite)
@@ -41,6 +41,10 @@ STYLES = {
     # a plain Makefile driven with CC/AR/RANLIB/CFLAGS on make's command line; Kiln installs
     # the headers and lib<library>.a and writes the .pc file (bzip2)
     "make": {"make", "headers", "library", "defines"},
+    # -- style "openssl" (issue 31) --
+    # OpenSSL's own perl Configure, with a wasm32-wasi target Kiln writes (lib-build.sh.j2):
+    # `configure` are Configure's options (no-asm, no-threads, ...), `install` make targets.
+    "openssl": {"configure", "make", "install", "defines"},
 }
 _REQUIRED = {
     "autoconf": {"make", "install"},
@@ -48,6 +52,7 @@ _REQUIRED = {
     "amalgamation": {"generate", "sources", "headers", "library"},
     "cmake": set(),
     "make": {"make", "headers", "library"},
+    "openssl": {"configure", "install"},
 }
 # What tasks/library.py does to an installed tree after the build script (files kept, .pc files
 # made relocatable and static): raise it when that changes, so every library is installed again.
@@ -71,6 +76,7 @@ class Library:
     make: tuple[str, ...] = ()
     install: tuple[str, ...] = ()
     wrap_config_sub: bool = False
+    autoreconf: bool = False   # a git snapshot without configure (Debian's libsodium): generate it
     defines: tuple[str, ...] = ()
     generate: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
@@ -208,6 +214,8 @@ def load(path: Path | str) -> Library:
             check.fail(f"[build] defines entry {define!r} must start with -D or -U", "[build]", "defines")
     wrap = _expect(check, build.get("wrap_config_sub", False), bool, "[build] wrap_config_sub",
                    "[build]", "wrap_config_sub")
+    autoreconf = _expect(check, build.get("autoreconf", False), bool, "[build] autoreconf",
+                         "[build]", "autoreconf")
     library = _expect(check, build.get("library", ""), str, "[build] library", "[build]", "library")
     if style in WRITES_PKGCONFIG and not _NAME.match(library):
         check.fail(f"[build] library {library!r} must be a plain name (lib<name>.a)", "[build]", "library")
@@ -226,7 +234,7 @@ def load(path: Path | str) -> Library:
         name=name, path=path, version=version, description=description,
         package=source["package"], file=source["file"], sha256=source["sha256"], root=source["root"],
         style=style, configure=lists["configure"], make=lists["make"], install=lists["install"],
-        wrap_config_sub=wrap, defines=lists["defines"], generate=lists["generate"],
+        wrap_config_sub=wrap, autoreconf=autoreconf, defines=lists["defines"], generate=lists["generate"],
         sources=lists["sources"], headers=lists["headers"], library=library,
         pkgconfig_name=pkgconfig.get("name", ""),
         pkgconfig_description=pkgconfig.get("description", description),

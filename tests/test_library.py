@@ -1,12 +1,14 @@
 """Library recipes (libraries/<name>/recipe.toml), their build scripts, the wordpress flavour's
 wiring into PHP's configure, the WordPress recipe and the flavour-specific image kind.
 Fast: nothing is compiled or fetched."""
+import os
+import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from kiln import images, library, recipe, smoke, toolchain, wordpress
+from kiln import images, library, recipe, settings, smoke, toolchain, wordpress
 from kiln.errors import KilnError
 from kiln.layout import Build
 
@@ -113,7 +115,8 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
 
     php = recipe.language("php")
     assert php.resolve("8.2.32", "wordpress").libraries == (
-        "sqlite", "zlib", "libxml2", "libpng", "libjpeg-turbo", "libwebp", "freetype", "libzip", "bzip2")
+        "sqlite", "zlib", "openssl", "libsodium", "libxml2", "libpng", "libjpeg-turbo", "libwebp",
+        "freetype", "libzip", "bzip2")
     assert php.flavour_applies("wordpress", "8.2.32") and php.flavour_applies("wordpress", "7.4.33")
     assert not php.flavour_applies("wordpress", "7.4.32")
     assert "--with-pdo-sqlite" in php.configure_args("8.2.32", "wordpress")
@@ -174,6 +177,139 @@ def test_the_wordpress_flavour_gets_its_own_server_image():
     assert images.inputs(wp, "server-wordpress")[-1] == wordpress.docroot_stamp()
 
 
+# -- openssl and libsodium (issue 31) --
+
+def test_openssl_and_libsodium_recipes_say_how_they_are_built():
+    from tasks import library as library_tasks
+
+    openssl = library.get("openssl")
+    assert (openssl.style, openssl.version, openssl.package) == ("openssl", "3.5.7", "openssl=3.5.7-1~deb13u2")
+    for option in ("no-asm", "no-threads", "no-shared", "no-dso", "no-engine", "no-module", "no-sock",
+                   "no-async", "no-secure-memory", "no-ui-console", "--with-rand-seed=getrandom"):
+        assert option in openssl.configure, option
+    sodium = library.get("libsodium")
+    assert sodium.style == "autoconf" and sodium.autoreconf and "--without-pthreads" in sodium.configure
+
+    tools = fake_tools()
+    script = library_tasks.render_script(openssl, tools)
+    assert "perl ./Configure kiln-wasm32-wasi --config=kiln-wasm32-wasi.conf" in script
+    assert 'bn_ops           => "BN_LLONG RC4_CHAR"' in script  # wasm32 is ILP32 with a 64-bit long long
+    # Guest paths compiled in, and no compiler path or build folder in OpenSSL_version's text.
+    assert "--prefix=/usr --libdir=lib --openssldir=/etc/ssl" in script
+    assert "mkbuildinf.pl 'zig 0.0 (wasm32-wasi, Kiln)'" in script
+    assert 'make install_dev DESTDIR="$STAGE/kiln-install"' in script
+    assert "autoreconf -fi" in library_tasks.render_script(sodium, tools)
+    assert "autoreconf" not in library_tasks.render_script(library.get("libxml2"), tools)
+
+
+def test_the_openssl_style_needs_its_install_targets(tmp_path):
+    path = write(tmp_path, "zlib", GOOD.replace('style = "chost"', 'style = "openssl"')
+                 .replace('install = ["install"]\n', ''))
+    with pytest.raises(KilnError, match="style 'openssl' needs install"):
+        library.load(path)
+
+
+def test_the_wordpress_flavour_has_openssl_and_sodium_and_the_no_sockets_patch():
+    php = recipe.language("php")
+    resolved = php.resolve("8.2.32", "wordpress")
+    assert {"openssl", "libsodium"} <= set(resolved.libraries)
+    assert {"--with-openssl", "--with-sodium"} <= set(php.configure_args("8.2.32", "wordpress"))
+    patch = "0021-openssl-no-sockets-wasi.patch"
+    assert patch in [p.file.name for p in resolved.patches]
+    assert patch not in [p.file.name for p in php.resolve("8.2.32", "default").patches]
+    assert "--with-openssl" not in php.configure_args("8.2.32", "default")
+
+
+def _pkg_config(lib, *args):
+    env = {**os.environ, "PKG_CONFIG_LIBDIR": str(lib.pkgconfig_dir), "PKG_CONFIG_PATH": ""}
+    return subprocess.run(["pkg-config", *args], env=env, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+CRYPTO_PROGRAM = r"""
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sodium.h>
+
+int main(void) {
+    unsigned char digest[32], a[32] = {0}, b[32] = {0};
+    unsigned int length = 0;
+    EVP_Digest("abc", 3, digest, &length, EVP_sha256(), NULL);
+    for (unsigned int i = 0; i < length; i++) printf("%02x", digest[i]);
+    printf("\n%s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("%s\n", OpenSSL_version(OPENSSL_CFLAGS));
+    /* Seeded from WASI's random_get: two draws succeed and differ. */
+    printf("rand %d %d %d\n", RAND_bytes(a, 32), RAND_bytes(b, 32), memcmp(a, b, 32) != 0);
+    if (sodium_init() < 0) return 2;
+    randombytes_buf(a, 32);
+    crypto_generichash(digest, 32, (const unsigned char *) "abc", 3, NULL, 0);
+    for (int i = 0; i < 32; i++) printf("%02x", digest[i]);
+    printf("\nsodium %s %d\n", sodium_version_string(), memcmp(a, b, 32) != 0);
+    return 0;
+}
+"""
+
+
+@pytest.mark.slow
+def test_openssl_and_libsodium_build_link_and_run_in_wasmtime(tmp_path):
+    """lib_build:openssl and lib_build:libsodium for real, then a program linked against both
+    through their pkg-config files runs under Wasmtime: the digests are right and the random
+    generators draw from WASI's random_get."""
+    from tests.doit_run import build
+    from kiln import runner
+
+    build("lib_build:openssl", "lib_build:libsodium")
+    openssl, sodium = library.get("openssl"), library.get("libsodium")
+    for lib in (openssl, sodium):
+        assert lib.stamp.is_file()
+        for pc in lib.pkgconfig_dir.glob("*.pc"):
+            assert str(settings.build_output()) not in pc.read_text(), pc  # relocatable
+    assert {"libcrypto.a", "libssl.a"} <= {p.name for p in (openssl.prefix / "lib").iterdir()}
+    libcrypto = (openssl.prefix / "lib" / "libcrypto.a").read_bytes()
+    assert str(settings.ROOT).encode() not in libcrypto
+    assert str(settings.build_output()).encode() not in libcrypto
+
+    tools = toolchain.current()
+    (tmp_path / "crypto.c").write_text(CRYPTO_PROGRAM)
+    module = tmp_path / "crypto.wasm"
+    flags = _pkg_config(openssl, "--static", "--cflags", "--libs", "libcrypto")
+    flags += _pkg_config(sodium, "--static", "--cflags", "--libs", "libsodium")
+    subprocess.run([*tools.cc, *tools.cflags, *tools.cppflags, str(tmp_path / "crypto.c"), *flags,
+                    *tools.ldflags, *tools.libs, "-o", str(module)],
+                   check=True, env={**os.environ, **tools.env})
+    result = runner.run(module, ["crypto"], timeout=120)
+    lines = result.stdout.decode().splitlines()
+    assert result.exit_code == 0, result.stderr
+    assert lines[0] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert lines[1].startswith("OpenSSL 3.5.7 ")
+    assert lines[2] == f"compiler: {tools.name} {tools.version} (wasm32-wasi, Kiln)"
+    assert lines[3] == "rand 1 1 1"
+    assert lines[4] == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319"  # BLAKE2b-256
+    assert lines[5] == "sodium 1.0.18 1"
+
+
+def test_openssl_and_sodium_variants_resolve_for_7_4_too():
+    """The lead widens the wordpress flavour to 7.4.33 later: its crypto variants must hold there
+    (7.4 takes --with-openssl and --with-sodium too; patch 0018 for OpenSSL 3's headers)."""
+    import dataclasses
+
+    from kiln.variants import Flavour
+
+    php = recipe.language("php")
+    trial = Flavour(name="crypto74", line=0, variants=("openssl", "sodium"))
+    php74 = dataclasses.replace(php, flavours={**php.flavours, "crypto74": trial})
+    resolved = php74.resolve("7.4.33", "crypto74")
+    assert resolved.libraries == ("openssl", "libsodium")
+    assert resolved.configure[-2:] == ("--with-openssl", "--with-sodium")
+    names = [p.file.name for p in resolved.patches]
+    assert names[-2:] == ["0021-openssl-no-sockets-wasi.patch", "0022-openssl3-sslv23-padding-7.4.patch"]
+    assert "0022-openssl3-sslv23-padding-7.4.patch" not in [
+        p.file.name for p in php.resolve("8.2.32", "wordpress").patches]
+
+
 def test_a_library_is_built_after_what_it_requires_and_finds_only_that():
     from tasks import library as library_tasks
 
@@ -213,3 +349,27 @@ def test_installed_pkgconfig_files_are_relocatable_and_static(tmp_path):
     assert "prefix=${pcfiledir}/../.." in text and "libdir=${prefix}/lib" in text
     assert "Requires: libsharpyuv" in text and "Libs: -L${libdir} -lwebp -lm" in text
     assert ".private" not in text
+
+
+CRYPTO_CHECKS = {"openssl", "sodium", "phar-openssl"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["7.4.33", "8.2.32"])
+def test_the_wordpress_flavour_has_openssl_and_sodium(version):
+    """Issue 31 on both testable releases: the openssl, sodium and phar-openssl smoke checks (stdout
+    compared whole with native PHP 8.2's) passed under Wasmtime, and under WasmEdge where it ran."""
+    import json
+
+    from tests.doit_run import build as doit_build
+
+    wp = Build("php", version, "wordpress")
+    doit_build(f"php_smoke:{wp.id}")
+    report = json.loads(wp.smoke_report.read_text())
+    assert report["passed"] is True
+    checks = {c["name"]: c for c in report["checks"]}
+    assert CRYPTO_CHECKS <= set(checks), sorted(checks)
+    for name in CRYPTO_CHECKS:
+        runtimes = checks[name]["runtimes"]
+        assert runtimes["wasmtime"] == "passed", (name, checks[name]["problems"])
+        assert runtimes.get("wasmedge", "passed") in ("passed", "not run"), (name, runtimes)

@@ -390,5 +390,6 @@ def test_the_php_recipe_says_each_argument_once_and_flavours_are_only_variants()
     assert {p.name for p in wordpress.patches} - {p.name for p in php.resolve("8.2.32").patches} == {
         "0009-opcache-builtin-wasi-8.2.patch", "0010-opcache-accelerator-wasi-8.2.patch",
         "0011-opcache-file-cache-short-writes-8.2.patch", "0014-opcache-shared-memory-wasi-8.2.patch",
-        "0018-phar-extract-without-chmod-wasi.patch", "0019-zlib-gzopen-without-dup-wasi.patch"}
+        "0018-phar-extract-without-chmod-wasi.patch", "0019-zlib-gzopen-without-dup-wasi.patch",
+        "0021-openssl-no-sockets-wasi.patch"}  # issue 31: +openssl
     assert all("+opcache" in str(p.when) for p in wordpress.patches if "opcache" in p.name)
