@@ -349,27 +349,3 @@ def test_installed_pkgconfig_files_are_relocatable_and_static(tmp_path):
     assert "prefix=${pcfiledir}/../.." in text and "libdir=${prefix}/lib" in text
     assert "Requires: libsharpyuv" in text and "Libs: -L${libdir} -lwebp -lm" in text
     assert ".private" not in text
-
-
-CRYPTO_CHECKS = {"openssl", "sodium", "phar-openssl"}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("version", ["7.4.33", "8.2.32"])
-def test_the_wordpress_flavour_has_openssl_and_sodium(version):
-    """Issue 31 on both testable releases: the openssl, sodium and phar-openssl smoke checks (stdout
-    compared whole with native PHP 8.2's) passed under Wasmtime, and under WasmEdge where it ran."""
-    import json
-
-    from tests.doit_run import build as doit_build
-
-    wp = Build("php", version, "wordpress")
-    doit_build(f"php_smoke:{wp.id}")
-    report = json.loads(wp.smoke_report.read_text())
-    assert report["passed"] is True
-    checks = {c["name"]: c for c in report["checks"]}
-    assert CRYPTO_CHECKS <= set(checks), sorted(checks)
-    for name in CRYPTO_CHECKS:
-        runtimes = checks[name]["runtimes"]
-        assert runtimes["wasmtime"] == "passed", (name, checks[name]["problems"])
-        assert runtimes.get("wasmedge", "passed") in ("passed", "not run"), (name, runtimes)
