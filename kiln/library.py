@@ -161,7 +161,7 @@ def load(path: Path | str) -> Library:
     description = _expect(check, data.get("description", ""), str, "description", "description")
     requires = _string_list(check, data.get("requires", []), "requires", "requires")
     for other in requires:
-        if other == name or not (LIBRARIES / other / "recipe.toml").is_file():
+        if other == name or not recipe_path(other).is_file():
             check.fail(f"requires {other!r}, which is not another library with a recipe: add "
                        f"libraries/{other}/recipe.toml or take it out", "requires")
 
@@ -245,6 +245,11 @@ def load(path: Path | str) -> Library:
 _loaded: dict[str, Library] = {}
 
 
+def recipe_path(name: str) -> Path:
+    """Where the recipe of library `name` is (whether or not it exists)."""
+    return LIBRARIES / name / "recipe.toml"
+
+
 def known() -> list[str]:
     """Names of every library with a recipe."""
     return sorted(p.parent.name for p in LIBRARIES.glob("*/recipe.toml"))
@@ -253,7 +258,7 @@ def known() -> list[str]:
 def get(name: str) -> Library:
     """The recipe of one library, loaded once per process."""
     if name not in _loaded:
-        path = LIBRARIES / name / "recipe.toml"
+        path = recipe_path(name)
         if not path.is_file():
             raise KilnError(f"unknown library {name!r}: known libraries are {', '.join(known())} "
                             f"(add libraries/{name}/recipe.toml to build another)")

@@ -90,7 +90,8 @@ class Resolved:
 
 
 def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, Variant]:
-    from .recipe import _expect, _range, _string_list  # here: kiln.recipe imports this module
+    from . import library  # here: kiln.library imports kiln.recipe, which imports this module
+    from .recipe import _expect, _range, _string_list
     result = {}
     for name, entry in table.items():
         at = _variant_needles(check, name)
@@ -111,14 +112,14 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
         if kind is not None and kind not in vm_kinds:
             check.fail(f"variant {name}: vm_kind must be one of {', '.join(vm_kinds)}, not {kind!r}", *at)
         for arg in lists["configure"]:
-            for library in PREFIX.findall(arg):
-                if library not in lists["libraries"]:
-                    check.fail(f"variant {name}: {arg!r} names the folder of library {library!r}, which "
+            for linked in PREFIX.findall(arg):
+                if linked not in lists["libraries"]:
+                    check.fail(f"variant {name}: {arg!r} names the folder of library {linked!r}, which "
                                "the variant does not link: add it to its `libraries`", *at)
-        for library in lists["libraries"]:
-            if not (settings.ROOT / "libraries" / library / "recipe.toml").is_file():
-                check.fail(f"variant {name} links library {library!r}, which has no recipe: add "
-                           f"libraries/{library}/recipe.toml or take it out of the variant's libraries", *at)
+        for linked in lists["libraries"]:
+            if not library.recipe_path(linked).is_file():
+                check.fail(f"variant {name} links library {linked!r}, which has no recipe: add "
+                           f"libraries/{linked}/recipe.toml or take it out of the variant's libraries", *at)
         for wat in lists["merge"]:
             if not wat.endswith(".wat") or not (Path(check.path).parent / wat).is_file():
                 check.fail(f"variant {name} merges {wat!r}, which is not a .wat file beside the recipe: "

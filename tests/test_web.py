@@ -149,13 +149,18 @@ def test_the_build_chain_includes_the_site():
 # In Chromium, on a real build
 
 
+def built_site(of: Build, page: str) -> Path:
+    """The site php_web writes for `of`, built (or found up to date), holding `page`."""
+    build(f"php_web:{of.id}")
+    from kiln import web
+    folder = web.site_folder(of)
+    assert (folder / page).is_file(), folder
+    return folder
+
+
 @pytest.fixture(scope="module")
 def site():
-    build(f"php_web:{BUILD.id}")
-    from kiln import web
-    folder = web.site_folder(BUILD)
-    assert (folder / "index.html").is_file(), folder
-    return folder
+    return built_site(BUILD, "index.html")
 
 
 @pytest.mark.slow
@@ -215,11 +220,7 @@ WORDPRESS = Build("php", "8.2.32", "wordpress")
 
 @pytest.fixture(scope="module")
 def wordpress_site():
-    build(f"php_web:{WORDPRESS.id}")
-    from kiln import web
-    folder = web.site_folder(WORDPRESS)
-    assert (folder / "wordpress.html").is_file(), folder
-    return folder
+    return built_site(WORDPRESS, "wordpress.html")
 
 
 @pytest.mark.slow
