@@ -27,6 +27,7 @@ _PATH_CHARS = re.compile(r"^[A-Za-z0-9_+.,~/-]+$")
 # A Debian source package, optionally pinned to a version (`libzip=1.7.3-1`) where the newest one
 # the archive lists answers 404 for its files (../shared/notes/sources.md).
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")   # an ISO 639 language code, as ICU names its locales
 
 # How each build style is driven (templates/lib-build.sh.j2) and the [build] keys it takes.
 STYLES = {
@@ -45,6 +46,13 @@ STYLES = {
     # OpenSSL's own perl Configure, with a wasm32-wasi target Kiln writes (lib-build.sh.j2):
     # `configure` are Configure's options (no-asm, no-threads, ...), `install` make targets.
     "openssl": {"configure", "make", "install", "defines"},
+    # -- style "icu" (issue 32) --
+    # ICU's cross build: a native ICU built first for its tools (icupkg, genccode), then ICU's
+    # configure for wasm32-wasi with --with-cross-build; `configure` are that configure's options.
+    # Its data (icudt<major>l.dat, shipped prebuilt in the tarball) is linked in as libicudata.a,
+    # cut down to `data_locales` (language codes: their locales' data stay, root and everything
+    # that is no locale's always do); without `data_locales`, every locale's.
+    "icu": {"configure", "defines", "data_locales"},
 }
 _REQUIRED = {
     "autoconf": {"make", "install"},
@@ -53,10 +61,14 @@ _REQUIRED = {
     "cmake": set(),
     "make": {"make", "headers", "library"},
     "openssl": {"configure", "install"},
+    "icu": set(),
 }
 # What tasks/library.py does to an installed tree after the build script (files kept, .pc files
 # made relocatable and static): raise it when that changes, so every library is installed again.
 INSTALL_LAYOUT = 2
+# Styles whose libraries are C++: a language build linking one compiles its own C++ sources
+# (PHP's ext/intl) with the toolchain's C++ driver (templates/wl-build.sh.j2).
+CPLUSPLUS = {"icu"}
 # Styles whose .pc file Kiln writes (the others install their build's own).
 WRITES_PKGCONFIG = {"amalgamation", "make"}
 
@@ -84,12 +96,17 @@ class Library:
     library: str = ""
     pkgconfig_name: str = ""
     pkgconfig_description: str = ""
+    data_locales: tuple[str, ...] = ()   # style icu: the languages whose locale data is linked in
     requires: tuple[str, ...] = ()   # libraries it links (their recipes): built first, found first
     patches: tuple[Path, ...] = ()   # libraries/<name>/patches/<file>, applied in order (-p1)
 
     @property
     def id(self) -> str:
         return f"{self.name}-{self.version}"
+
+    @property
+    def cplusplus(self) -> bool:
+        return self.style in CPLUSPLUS
 
     def fingerprint(self) -> str:
         """sha256 of what the recipe folder decides: the recipe, and its patches if it has any."""
@@ -204,7 +221,8 @@ def load(path: Path | str) -> Library:
     if missing:
         check.fail(f"[build] style {style!r} needs {', '.join(sorted(missing))}", "[build]")
     lists = {}
-    for key in ("configure", "make", "install", "defines", "generate", "sources", "headers"):
+    for key in ("configure", "make", "install", "defines", "generate", "sources", "headers",
+                "data_locales"):
         lists[key] = _string_list(check, build.get(key, []), f"[build] {key}", "[build]", key)
     for key in ("generate", "sources", "headers"):
         for item in lists[key]:
@@ -212,6 +230,11 @@ def load(path: Path | str) -> Library:
     for define in lists["defines"]:
         if not define.startswith(("-D", "-U")):
             check.fail(f"[build] defines entry {define!r} must start with -D or -U", "[build]", "defines")
+    for language in lists["data_locales"]:
+        if not _LANGUAGE.match(language):
+            check.fail(f"[build] data_locales entry {language!r} must be a language code (2 or 3 "
+                       "lowercase letters: its locales, de_DE, de_AT, ..., are kept)",
+                       "[build]", "data_locales")
     wrap = _expect(check, build.get("wrap_config_sub", False), bool, "[build] wrap_config_sub",
                    "[build]", "wrap_config_sub")
     autoreconf = _expect(check, build.get("autoreconf", False), bool, "[build] autoreconf",
@@ -236,6 +259,7 @@ def load(path: Path | str) -> Library:
         style=style, configure=lists["configure"], make=lists["make"], install=lists["install"],
         wrap_config_sub=wrap, autoreconf=autoreconf, defines=lists["defines"], generate=lists["generate"],
         sources=lists["sources"], headers=lists["headers"], library=library,
+        data_locales=lists["data_locales"],
         pkgconfig_name=pkgconfig.get("name", ""),
         pkgconfig_description=pkgconfig.get("description", description),
         requires=requires, patches=tuple(patches),

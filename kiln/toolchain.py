@@ -44,6 +44,9 @@ class Toolchain:
     ldflags: list[str] = field(default_factory=list)
     libs: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # The C++ driver of the same compiler (ICU, PHP's ext/intl): same target, sysroot, flags;
+    # links libc++ and libc++abi built for wasm32-wasi (single-threaded: no std::mutex).
+    cxx: list[str] = field(default_factory=list)
 
     def identity(self) -> dict:
         """What a compiled output depends on (paths excluded: moving a venv is no change)."""
@@ -117,6 +120,7 @@ def _zig() -> Toolchain:
     version = _zig_version(str(zig))
     target = ["-target", "wasm32-wasi"]
     cc, cache_env = _compiler_cache([str(zig), "cc", *target], f"zig {version}")
+    cxx, _ = _compiler_cache([str(zig), "c++", *target], f"zig {version}")
     return Toolchain(
         name="zig",
         version=version,
@@ -130,6 +134,7 @@ def _zig() -> Toolchain:
         libs=EMULATION_LIBS,
         # zig builds wasi-libc and compiler-rt into its cache on first use.
         env={"ZIG_GLOBAL_CACHE_DIR": str(settings.cache_dir() / "zig"), **cache_env},
+        cxx=cxx,
     )
 
 
@@ -155,6 +160,7 @@ def _wasi_sdk(root: Path, variable: str) -> Toolchain:
     sysroot = root / "share" / "wasi-sysroot"
     target = ["--target=wasm32-wasi", f"--sysroot={sysroot}"]
     cc, cache_env = _compiler_cache([str(clang), *target], f"wasi-sdk {version}")
+    cxx, _ = _compiler_cache([str(root / "bin" / "clang++"), *target], f"wasi-sdk {version}")
     return Toolchain(
         name="wasi-sdk",
         version=version,
@@ -167,6 +173,7 @@ def _wasi_sdk(root: Path, variable: str) -> Toolchain:
         ldflags=_common_ldflags(),
         libs=["-lsetjmp", *EMULATION_LIBS],
         env=cache_env,
+        cxx=cxx,
     )
 
 
