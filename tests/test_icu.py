@@ -107,3 +107,42 @@ def test_icu_builds_links_and_answers_with_its_data_in_wasmtime(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.stdout.decode().splitlines() == EXPECTED
 
+
+def test_the_full_flavour_is_the_wordpress_one_plus_intl_on_the_tailcall_vm():
+    from kiln import recipe
+
+    php = recipe.language("php")
+    full, wordpress = php.resolve("8.2.32", "full"), php.resolve("8.2.32", "wordpress")
+    assert set(full.variants) == (set(wordpress.variants) - {"goto"}) | {"intl"}
+    assert full.vm_kind == "TAILCALL" and "icu" in full.libraries
+    assert "--enable-intl" in php.configure_args("8.2.32", "full")
+    assert not php.flavour_applies("full", "7.4.33")   # 7.4's intl asks for C++11, ICU 76 needs C++17
+
+
+def test_only_builds_linking_a_cplusplus_library_get_a_cplusplus_compiler():
+    from kiln.layout import Build
+    from tasks.configure import render_script
+
+    tools = icu_tools()
+    full = render_script(Build("php", "8.2.32", "full"), tools)
+    assert "CXX='zig c++ -target wasm32-wasi'" in full and 'CXX="$CXX" CXXFLAGS="$CXXFLAGS"' in full
+    assert "-fno-exceptions" in full
+    wordpress = render_script(Build("php", "8.2.32", "wordpress"), tools)
+    assert "CXX" not in wordpress
+
+
+@pytest.mark.slow
+def test_the_full_flavour_formats_collates_and_transliterates_as_native_php():
+    """php_smoke of 8.2.32-full: the intl check's output (intl.expected, native PHP's) matches
+    under Wasmtime, and the wordpress flavour's extension checks still pass beside it."""
+    import json
+
+    from kiln.layout import Build
+    from tests.doit_run import build
+
+    full = Build("php", "8.2.32", "full")
+    build(f"php_smoke:{full.id}")
+    report = json.loads(full.smoke_report.read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["intl"]["runtimes"]["wasmtime"] == "passed", checks["intl"]["problems"]
+    assert report["passed"] is True, [c["name"] for c in report["checks"] if c.get("problems")]

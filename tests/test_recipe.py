@@ -374,7 +374,7 @@ def test_every_build_gets_a_fast_vm_and_only_fast_and_wordpress_pay_for_goto():
     php = recipe.language("php")
     kinds = {flavour: php.vm_kind("8.2.32", flavour) for flavour in php.flavours}
     assert kinds == {"default": "TAILCALL", "small": "TAILCALL", "fast": "GOTO", "wordpress": "GOTO",
-                     "compat": "CALL", "fibers": "TAILCALL"}
+                     "compat": "CALL", "fibers": "TAILCALL", "full": "TAILCALL"}
     assert php.vm_kind("7.4.33", "default") == "TAILCALL"
     assert php.resolve("8.2.32", "fast").execute_cflags == ("-w",)
     assert php.flavour_applies("fast", "8.2.32") and not php.flavour_applies("fast", "7.4.33")
