@@ -146,3 +146,15 @@ def test_phpunit_passes_fails_and_skips_as_natively(runners):
     assert "Tests: 3, Assertions: 3, Failures: 1, Skipped: 1." in native[1]
     assert ".FS" in native[1]
     assert wasm == native
+
+
+def test_composer_errors_print_their_message_with_intl(tmp_path_factory):
+    """Symfony's console measures an error message through Normalizer (ext/intl): without intl
+    (the wordpress flavour) any Composer error ends in `Class "Normalizer" not found`; the full
+    flavour (#32) prints the message and exits 1, as native PHP does."""
+    full = Build("php", "8.2.32", "full")
+    build(f"php_collect:{full.id}")
+    wasm = Runner(tmp_path_factory.mktemp("tools-full"), full.module("php"))("composer", "nosuchcommand")
+    native = Runner(tmp_path_factory.mktemp("tools-full-native"), None)("composer", "nosuchcommand")
+    assert native[0] == 1 and 'Command "nosuchcommand" is not defined.' in native[1], native
+    assert wasm == native
