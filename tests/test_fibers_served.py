@@ -1,0 +1,139 @@
+"""The fibers flavour served as PHP is served: kiln.pool's workers (php-cgi.wasm on the Wasmtime
+command line, stack switching on) behind Debian's real nginx with the stock php-fpm site, as
+tests/test_pool.py runs the default flavour. A page with a small fiber scheduler answers what
+native PHP prints; a fatal error inside a fiber is that request's 500, and the worker that
+served it serves the next one."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from doit_run import build
+from kiln import native
+from kiln.layout import Build
+from nginx import Nginx, PoolProcess
+
+pytestmark = pytest.mark.slow
+
+BUILD = Build("php", "8.2.32", "fibers")
+LIMIT = 10.0   # request_terminate_timeout of the pool under test
+
+# A round-robin scheduler with timers, the shape of an event loop (Revolt, AMPHP): tasks sleep
+# by suspending with a wake-up tick, the loop resumes whichever is due.
+SCHEDULER = r"""<?php
+final class Loop {
+    private array $ready = [];
+    private array $sleeping = [];
+    private int $tick = 0;
+    public function spawn(string $name, callable $task): void {
+        $this->ready[] = [$name, new Fiber($task)];
+    }
+    public static function sleep(int $ticks): void { Fiber::suspend($ticks); }
+    public function run(): void {
+        while ($this->ready || $this->sleeping) {
+            if (!$this->ready) {
+                $this->tick++;
+                foreach ($this->sleeping as $i => [$due, $name, $fiber]) {
+                    if ($due <= $this->tick) { $this->ready[] = [$name, $fiber]; unset($this->sleeping[$i]); }
+                }
+                continue;
+            }
+            [$name, $fiber] = array_shift($this->ready);
+            $ticks = $fiber->isStarted() ? $fiber->resume() : $fiber->start($name);
+            if ($fiber->isTerminated()) {
+                echo "[$this->tick] $name returned ", $fiber->getReturn(), "\n";
+            } else {
+                $this->sleeping[] = [$this->tick + $ticks, $name, $fiber];
+            }
+        }
+    }
+}
+$loop = new Loop();
+$rounds = (int) ($_GET["rounds"] ?? $argv[1] ?? 3);
+foreach (["fast" => 1, "slow" => 3, "mid" => 2] as $name => $pause) {
+    $loop->spawn($name, function (string $name) use ($pause, $rounds) {
+        $sum = 0;
+        for ($i = 1; $i <= $rounds; $i++) {
+            echo "$name step $i\n";
+            $sum += $i * $pause;
+            Loop::sleep($pause);
+        }
+        return $sum;
+    });
+}
+$loop->run();
+echo "all done\n";
+"""
+
+PAGES = {
+    "scheduler.php": SCHEDULER,
+    # display_errors off, as in production: PHP then answers a fatal error with a 500 itself.
+    "fatal.php": '<?php ini_set("display_errors", "0");'
+                 ' register_shutdown_function(function () { echo "shutdown ran"; });'
+                 ' $f = new Fiber(function () { Fiber::suspend(1);'
+                 ' trigger_error("fatal inside a fiber", E_USER_ERROR); });'
+                 ' $f->start(); $f->resume(); echo "not reached";',
+    "ok.php": '<?php echo (new Fiber(fn () => Fiber::suspend("ok")))->start();',
+}
+
+
+@pytest.fixture(scope="module")
+def module() -> Path:
+    build(f"php_smoke:{BUILD.id}")
+    path = BUILD.module("php-cgi")
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="module")
+def docroot():
+    root = Path(tempfile.mkdtemp(prefix="kiln-fibers-www-"))
+    root.chmod(0o755)             # nginx's workers (user nobody) serve static files
+    for name, text in PAGES.items():
+        (root / name).write_text(text)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(module, docroot):
+    pool = PoolProcess(module, docroot, ["--workers", "1", "--max-requests", "500",
+                                         "--request-terminate-timeout", str(LIMIT), "--memory", "512"])
+    nginx = Nginx(docroot, pool.socket)
+    yield pool, nginx
+    nginx.stop()
+    pool.stop()
+
+
+def get(nginx, path):
+    return requests.get(nginx.url + path, timeout=LIMIT + 30)
+
+
+def test_a_fiber_scheduler_page_answers_what_native_php_prints(served, docroot):
+    pool, nginx = served
+    expected = subprocess.run([str(native.binary()), "-n", str(docroot / "scheduler.php"), "4"],
+                              capture_output=True, text=True, check=True).stdout
+    assert expected.endswith("all done\n") and "[12] slow returned 30" in expected, expected
+    for _ in range(3):   # one persistent instance: its parked continuations serve again
+        page = get(nginx, "/scheduler.php?rounds=4")
+        assert (page.status_code, page.text) == (200, expected), nginx.error_log()
+
+
+def test_a_fatal_error_inside_a_fiber_is_a_500_and_the_worker_serves_on(served):
+    pool, nginx = served
+    assert get(nginx, "/ok.php").text == "ok"
+    workers = pool.workers()
+    page = get(nginx, "/fatal.php")
+    assert (page.status_code, page.text) == (500, "shutdown ran"), nginx.error_log()
+    assert "PHP Fatal error:  fatal inside a fiber" in nginx.error_log()
+    # A bailout inside a fiber is PHP's own error path: the instance and its process live on.
+    after = get(nginx, "/ok.php")
+    assert (after.status_code, after.text) == (200, "ok")
+    assert pool.workers() == workers and "died" not in pool.text()
+    assert get(nginx, "/scheduler.php?rounds=2").text.endswith("all done\n")
