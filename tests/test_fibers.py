@@ -130,7 +130,7 @@ def test_the_fibers_variant_swaps_the_fiber_patch_and_merges_the_switch():
     assert "0020-fibers-stack-switching-wasi-8.patch" in names(fibers)
     assert "0007-fibers-wasi-8.patch" not in names(fibers)
     assert "0007-fibers-wasi-8.patch" in names(default) and default.merge == ()
-    assert fibers.merge == ("fibers/kiln_fiber.wat",)
+    assert fibers.merge == ("fibers/kiln_fiber.wat", "fibers/kiln_stack_limits.wat")
     assert php.flavour_applies("fibers", "8.1.29") and not php.flavour_applies("fibers", "8.0.30")
 
 

@@ -1,8 +1,8 @@
 """The fibers flavour served as PHP is served: kiln.pool's workers (php-cgi.wasm on the Wasmtime
 command line, stack switching on) behind Debian's real nginx with the stock php-fpm site, as
 tests/test_pool.py runs the default flavour. A page with a small fiber scheduler answers what
-native PHP prints; a fatal error inside a fiber is that request's 500, and the worker that
-served it serves the next one."""
+native PHP prints; a fatal error inside a fiber, and C recursion past a fiber's C stack, are that request's 500,
+and the worker that served it serves the next one."""
 from __future__ import annotations
 
 import shutil
@@ -79,6 +79,10 @@ PAGES = {
                  ' $f = new Fiber(function () { Fiber::suspend(1);'
                  ' trigger_error("fatal inside a fiber", E_USER_ERROR); });'
                  ' $f->start(); $f->resume(); echo "not reached";',
+    # C recursion (array_map calling back) past a 64 KiB fiber C stack: patch 0020's check.
+    "deep.php": '<?php ini_set("display_errors", "0"); ini_set("fiber.stack_size", "64K");'
+                ' function down(int $n): int { return $n <= 0 ? 0 : array_map("down", [$n - 1])[0] + 1; }'
+                ' $f = new Fiber(fn () => down((int) $_GET["depth"])); $f->start(); echo $f->getReturn();',
     "ok.php": '<?php echo (new Fiber(fn () => Fiber::suspend("ok")))->start();',
 }
 
@@ -137,3 +141,18 @@ def test_a_fatal_error_inside_a_fiber_is_a_500_and_the_worker_serves_on(served):
     assert (after.status_code, after.text) == (200, "ok")
     assert pool.workers() == workers and "died" not in pool.text()
     assert get(nginx, "/scheduler.php?rounds=2").text.endswith("all done\n")
+
+
+def test_a_fiber_past_its_c_stack_is_a_500_and_the_worker_serves_on(served):
+    pool, nginx = served
+    assert get(nginx, "/deep.php?depth=100").text == "100"   # what fits in 64 KiB works
+    workers = pool.workers()
+    page = get(nginx, "/deep.php?depth=100000")
+    assert page.status_code == 500, (page.text, nginx.error_log())
+    assert ("PHP Fatal error:  Maximum call stack size of 65536 bytes (fiber.stack_size) reached in a fiber"
+            in nginx.error_log())
+    # The overflow was caught before the heap below the fiber's stack was written: PHP goes on.
+    for _ in range(3):
+        assert get(nginx, "/deep.php?depth=100").text == "100"
+        assert get(nginx, "/scheduler.php?rounds=2").text.endswith("all done\n")
+    assert pool.workers() == workers and "died" not in pool.text()
