@@ -66,7 +66,8 @@ try:
 
     from kiln import settings
     from kiln.engine import (ENGINE_SETTINGS, EXIT_TIMEOUT, EXIT_TRAP, Preopen, engine_fingerprint,
-                             engine_settings, file_sha256, machine, wasmtime_py_version)
+                             engine_settings, file_sha256, machine, trap_report,
+                             wasmtime_py_version)
     from kiln.errors import KilnError
 finally:
     if _gc_was_enabled:
@@ -671,7 +672,7 @@ def run(
     if timed_out:
         note = f"kiln.runner: timed out after {timeout:g} s\n"
     elif trap_message is not None:
-        note = f"kiln.runner: wasm trap: {trap_message.rstrip()}\n"
+        note = trap_report("kiln.runner", trap_message)
     if note:
         if inherit_stdio:
             sys.stderr.write(note)
