@@ -95,7 +95,8 @@ _ELF_MAGIC = b"\x7fELF"  # what Module.serialize() writes
 STACK_SWITCHING_REFUSED = "{path} uses WebAssembly stack switching (PHP's fibers flavour), which {where} cannot run: {fix}"
 IN_PROCESS = "wasmtime-py (Kiln's in-process engine)"
 ON_THE_COMMAND_LINE = ("run it on the Wasmtime command line (`kiln run`, `kiln serve` in worker isolation, "
-                       "kiln.pool; not with KILN_ENGINE=in-process), or use another flavour")
+                       "kiln.pool; not with KILN_ENGINE=in-process, and read-only grants need Landlock), "
+                       "or use another flavour")
 
 
 def stack_switching_refused(path, where: str = IN_PROCESS, fix: str = ON_THE_COMMAND_LINE) -> str:
