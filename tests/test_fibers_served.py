@@ -1,8 +1,9 @@
 """The fibers flavour served as PHP is served: kiln.pool's workers (php-cgi.wasm on the Wasmtime
 command line, stack switching on) behind Debian's real nginx with the stock php-fpm site, as
-tests/test_pool.py runs the default flavour. A page with a small fiber scheduler answers what
+tests/test_pool.py runs the wordpress flavour. A page with a small fiber scheduler answers what
 native PHP prints; a fatal error inside a fiber, and C recursion past a fiber's C stack, are that request's 500,
-and the worker that served it serves the next one."""
+and the worker that served it serves the next one; a trap inside a fiber (the engine's own
+stack exhausted) costs that request a 502 and the worker, which is replaced."""
 from __future__ import annotations
 
 import shutil
@@ -83,6 +84,11 @@ PAGES = {
     "deep.php": '<?php ini_set("display_errors", "0"); ini_set("fiber.stack_size", "64K");'
                 ' function down(int $n): int { return $n <= 0 ? 0 : array_map("down", [$n - 1])[0] + 1; }'
                 ' $f = new Fiber(fn () => down((int) $_GET["depth"])); $f->start(); echo $f->getReturn();',
+    # With 4 MiB of C stack the engine's stack of the continuation (max-wasm-stack) runs out
+    # first: Wasmtime's guard traps, and the worker process ends.
+    "trap.php": '<?php ini_set("fiber.stack_size", "4M");'
+                ' function down(int $n): int { return $n <= 0 ? 0 : array_map("down", [$n - 1])[0] + 1; }'
+                ' $f = new Fiber(fn () => down(100000)); $f->start(); echo $f->getReturn();',
     "ok.php": '<?php echo (new Fiber(fn () => Fiber::suspend("ok")))->start();',
 }
 
@@ -156,3 +162,17 @@ def test_a_fiber_past_its_c_stack_is_a_500_and_the_worker_serves_on(served):
         assert get(nginx, "/deep.php?depth=100").text == "100"
         assert get(nginx, "/scheduler.php?rounds=2").text.endswith("all done\n")
     assert pool.workers() == workers and "died" not in pool.text()
+
+
+def test_a_trap_inside_a_fiber_is_a_502_and_the_worker_is_replaced(served):
+    pool, nginx = served
+    workers = pool.workers()
+    page = get(nginx, "/trap.php")
+    assert page.status_code == 502, (page.text, nginx.error_log())
+    assert "died mid-request" in pool.text()
+    deadline = time.monotonic() + 30
+    while (len(pool.workers()) != 1 or pool.workers() == workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(pool.workers()) == 1 and pool.workers() != workers
+    assert get(nginx, "/scheduler.php?rounds=2").text.endswith("all done\n")
+    assert get(nginx, "/deep.php?depth=100").text == "100"
