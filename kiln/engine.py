@@ -225,6 +225,36 @@ def cli_fingerprint() -> str:
     return sha256(key.encode()).hexdigest()[:16]
 
 
+def trap_summary(message: str) -> str:
+    """One line for a trap, whichever engine wrote `message`: the reason (what follows the last
+    "wasm trap: ") and the innermost wasm frame, e.g. "wasm `unreachable` instruction executed
+    (in <wasm function 110> at 0x601a)". wasmtime-py puts the backtrace first and the reason
+    under "Caused by:", `wasmtime run` numbers both; a user who wants the whole backtrace sets
+    KILN_BACKTRACE=1 (see trap_report)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    reason = next((line.split("wasm trap: ", 1)[1] for line in reversed(lines) if "wasm trap: " in line),
+                  lines[-1] if lines else "unknown trap")
+    frame = None
+    for at, line in enumerate(lines):
+        if line.endswith("wasm backtrace:") and at + 1 < len(lines):
+            frame = lines[at + 1].split(":", 1)[-1].strip()   # "0:   0x601a - <unknown>!<wasm function 110>"
+            break
+    if frame:
+        offset, _, where = frame.rpartition(" - ")
+        where = where.split("!", 1)[-1]
+        frame = f"{where} at {offset}" if offset else where
+    return f"{reason} (in {frame})" if frame else reason
+
+
+def trap_report(label: str, message: str) -> str:
+    """What Kiln writes on stderr for a trap: `label: wasm trap: <trap_summary>` on one line, then
+    the engine's own text when KILN_BACKTRACE=1."""
+    line = f"{label}: wasm trap: {trap_summary(message)}\n"
+    if os.environ.get("KILN_BACKTRACE") == "1":
+        line += message.rstrip() + "\n"
+    return line
+
+
 def cli_engine_env() -> dict[str, str]:
     """The environment of the wasmtime process (not the guest's: it inherits nothing). Without
     RUST_BACKTRACE a trap's message is Wasmtime's few lines, not pages of Rust frames."""

@@ -91,7 +91,8 @@ class _StderrRelay:
 
     def finish(self, status: int, label: str) -> int:
         """The guest's status: the marker's, else `status`; an instantiation failure (status 1)
-        is written as one line and gives EXIT_USAGE, as in process."""
+        is written as one line and gives EXIT_USAGE, as in process; so is a trap (Wasmtime's
+        numbered causes and backtrace become engine.trap_report's line)."""
         marked, held = self._marked(), self.held
         self.held = b""
         if marked is None and status == 1 and held.startswith(self.FAILED) \
@@ -100,6 +101,10 @@ class _StderrRelay:
             reason = causes[-1].split(": ", 1)[-1] if causes else "unknown error"
             self._write(f"{label}: cannot instantiate module: {reason}\n".encode())
             return EXIT_USAGE
+        if marked is None and status == engine.EXIT_TRAP and held.startswith(self.FAILED) \
+                and b"wasm trap: " in held:
+            self._write(engine.trap_report(label, held.decode("utf-8", "replace")).encode())
+            return status
         self._write(marked[0] if marked else held)
         return marked[1] if marked else status
 

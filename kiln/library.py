@@ -6,10 +6,16 @@ build-output/libs/<name>-<version>/ (include/, lib/, lib/pkgconfig/), where the 
 configure finds it through pkg-config. They live in libraries/, not languages/: they produce
 no module of their own and have one version each, the one the flavours are tested with.
 
+A library may declare variants, Spack's way (`[variants.crypto]`: configure arguments, defines,
+libraries it then requires, arguments of [build] it takes out): a build names them after the
+library, `libzip+crypto`, and gets a folder, a task and a fingerprint of its own. Variants are
+off unless named; a language's variant asks for `libraries = ["libzip+crypto"]`.
+
 Like language recipes, every mistake is reported as `file:line: what is wrong`.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -74,6 +80,17 @@ WRITES_PKGCONFIG = {"amalgamation", "make"}
 
 
 @dataclass(frozen=True)
+class LibraryVariant:
+    """A feature of a library that builds may have or not ([variants.<name>] in its recipe)."""
+    name: str
+    description: str = ""
+    configure: tuple[str, ...] = ()   # [build] configure arguments it adds
+    defines: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()    # libraries (specs) it links
+    replaces: tuple[str, ...] = ()    # [build] configure arguments it takes out (its own say otherwise)
+
+
+@dataclass(frozen=True)
 class Library:
     name: str
     path: Path
@@ -99,24 +116,55 @@ class Library:
     data_locales: tuple[str, ...] = ()   # style icu: the languages whose locale data is linked in
     requires: tuple[str, ...] = ()   # libraries it links (their recipes): built first, found first
     patches: tuple[Path, ...] = ()   # libraries/<name>/patches/<file>, applied in order (-p1)
+    declared: tuple[LibraryVariant, ...] = ()   # the recipe's [variants.*]
+    variants: tuple[str, ...] = ()   # those this build has, sorted (already applied to the above)
+
+    @property
+    def spec(self) -> str:
+        """How a language recipe names this build: `libzip`, `libzip+crypto`."""
+        return self.name + "".join(f"+{v}" for v in self.variants)
 
     @property
     def id(self) -> str:
-        return f"{self.name}-{self.version}"
+        return f"{self.name}-{self.version}" + "".join(f"+{v}" for v in self.variants)
 
     @property
     def cplusplus(self) -> bool:
         return self.style in CPLUSPLUS
 
     def fingerprint(self) -> str:
-        """sha256 of what the recipe folder decides: the recipe, and its patches if it has any."""
+        """sha256 of what the recipe folder decides for this build: the recipe, its patches if it
+        has any, the variants this build has."""
         from .fetch import file_sha256
-        if not self.patches:
+        if not self.patches and not self.variants:
             return file_sha256(self.path)
         digest = hashlib.sha256(file_sha256(self.path).encode())
         for patch in self.patches:
             digest.update(f"{patch.name}:{file_sha256(patch)}".encode())
+        for variant in self.variants:
+            digest.update(f"+{variant}".encode())
         return digest.hexdigest()
+
+    def with_variants(self, names) -> Library:
+        """This library built with the variants `names` (any order): their arguments and
+        defines after the recipe's, the [build] arguments they replace taken out, their
+        required libraries added."""
+        chosen = tuple(sorted(set(names)))
+        declared = {v.name: v for v in self.declared}
+        for name in chosen:
+            if name not in declared:
+                offered = ", ".join(sorted(declared)) or "none"
+                raise KilnError(f"{self.path}: library {self.name} has no variant {name!r} (it declares: "
+                                f"{offered}): fix the name in `{self.name}+{name}` or declare "
+                                f"[variants.{name}] in its recipe")
+        picked = [declared[name] for name in chosen]
+        replaced = {arg for v in picked for arg in v.replaces}
+        return dataclasses.replace(
+            self, variants=chosen,
+            configure=tuple(a for a in self.configure if a not in replaced)
+            + tuple(a for v in picked for a in v.configure),
+            defines=self.defines + tuple(d for v in picked for d in v.defines),
+            requires=tuple(dict.fromkeys(self.requires + tuple(r for v in picked for r in v.requires))))
 
     # -- where its artifacts live (build-output/libs/) --
 
@@ -163,7 +211,7 @@ def load(path: Path | str) -> Library:
     path = Path(path)
     data, check = read_toml(path, "library recipe")
     check_keys(check, data, {"name", "version", "description", "requires", "patches", "source",
-                             "build", "pkgconfig"}, ("name", "version", "source", "build"))
+                             "build", "pkgconfig", "variants"}, ("name", "version", "source", "build"))
 
     name = _expect(check, data["name"], str, "name", "name")
     if not _NAME.match(name):
@@ -177,10 +225,7 @@ def load(path: Path | str) -> Library:
         check.fail(str(exc), "version")
     description = _expect(check, data.get("description", ""), str, "description", "description")
     requires = _string_list(check, data.get("requires", []), "requires", "requires")
-    for other in requires:
-        if other == name or not recipe_path(other).is_file():
-            check.fail(f"requires {other!r}, which is not another library with a recipe: add "
-                       f"libraries/{other}/recipe.toml or take it out", "requires")
+    _check_requires(check, name, requires, "requires", "requires")
 
     patches = []
     for file in _string_list(check, data.get("patches", []), "patches", "patches"):
@@ -253,8 +298,10 @@ def load(path: Path | str) -> Library:
     for key in ("name", "description"):
         _expect(check, pkgconfig.get(key, ""), str, f"[pkgconfig] {key}", "[pkgconfig]", key)
 
+    declared = _load_variants(check, data.get("variants", {}), lists["configure"])
+
     return Library(
-        name=name, path=path, version=version, description=description,
+        declared=declared, name=name, path=path, version=version, description=description,
         package=source["package"], file=source["file"], sha256=source["sha256"], root=source["root"],
         style=style, configure=lists["configure"], make=lists["make"], install=lists["install"],
         wrap_config_sub=wrap, autoreconf=autoreconf, defines=lists["defines"], generate=lists["generate"],
@@ -266,12 +313,54 @@ def load(path: Path | str) -> Library:
     )
 
 
+def _check_requires(check: _Checker, name: str, requires, what: str, *needles: str) -> None:
+    for other in requires:
+        other_name = split_spec(other)[0]
+        if other_name == name or not recipe_path(other_name).is_file():
+            check.fail(f"{what} {other!r}, which is not another library with a recipe: add "
+                       f"libraries/{other_name}/recipe.toml or take it out", *needles)
+
+
+def _load_variants(check: _Checker, table, configure: tuple[str, ...]) -> tuple[LibraryVariant, ...]:
+    table = _expect(check, table, dict, "[variants]", "[variants]")
+    variants = []
+    for vname, entry in table.items():
+        at = (f"[variants.{vname}]",)
+        if not re.match(r"^[a-z0-9][a-z0-9_-]*$", vname):
+            check.fail(f"variant name {vname!r} must be lowercase letters, digits, - or _", *at)
+        entry = _expect(check, entry, dict, f"[variants.{vname}]", *at)
+        unknown = set(entry) - {"description", "configure", "defines", "requires", "replaces"}
+        if unknown:
+            check.fail(f"[variants.{vname}]: unknown key(s) {', '.join(sorted(unknown))} "
+                       "(allowed: configure, defines, description, replaces, requires)", *at)
+        lists = {key: _string_list(check, entry.get(key, []), f"[variants.{vname}] {key}", *at)
+                 for key in ("configure", "defines", "requires", "replaces")}
+        for define in lists["defines"]:
+            if not define.startswith(("-D", "-U")):
+                check.fail(f"[variants.{vname}] defines entry {define!r} must start with -D or -U", *at)
+        for arg in lists["replaces"]:
+            if arg not in configure:
+                check.fail(f"[variants.{vname}] replaces {arg!r}, which is not in [build] configure: "
+                           "fix it or take it out", *at)
+        _check_requires(check, "", lists["requires"], f"[variants.{vname}] requires", *at)
+        variants.append(LibraryVariant(
+            name=vname, description=_expect(check, entry.get("description", ""), str, "description", *at),
+            **lists))
+    return tuple(variants)
+
+
 _loaded: dict[str, Library] = {}
 
 
+def split_spec(spec: str) -> tuple[str, tuple[str, ...]]:
+    """`libzip+crypto` -> ("libzip", ("crypto",)): a library and the variants a build of it has."""
+    name, *variants = spec.split("+")
+    return name, tuple(sorted(set(variants)))
+
+
 def recipe_path(name: str) -> Path:
-    """Where the recipe of library `name` is (whether or not it exists)."""
-    return LIBRARIES / name / "recipe.toml"
+    """Where the recipe of library `name` (or of the library a spec names) is, whether or not it exists."""
+    return LIBRARIES / split_spec(name)[0] / "recipe.toml"
 
 
 def known() -> list[str]:
@@ -279,41 +368,51 @@ def known() -> list[str]:
     return sorted(p.parent.name for p in LIBRARIES.glob("*/recipe.toml"))
 
 
-def get(name: str) -> Library:
-    """The recipe of one library, loaded once per process."""
-    if name not in _loaded:
+def get(spec: str) -> Library:
+    """One library build (`zlib`, `libzip+crypto`), its recipe loaded once per process."""
+    if spec not in _loaded:
+        name, variants = split_spec(spec)
+        if variants:
+            _loaded[spec] = get(name).with_variants(variants)
+            return _loaded[spec]
         path = recipe_path(name)
         if not path.is_file():
             raise KilnError(f"unknown library {name!r}: known libraries are {', '.join(known())} "
                             f"(add libraries/{name}/recipe.toml to build another)")
         _loaded[name] = load(path)
-    return _loaded[name]
+    return _loaded[spec]
 
 
 def all_libraries() -> list[Library]:
     return [get(name) for name in known()]
 
 
-def with_requirements(names) -> list[Library]:
-    """The libraries named and every library they require, each after what it requires (the
-    order pkg-config paths and link lines want); a cycle is a recipe error."""
+def with_requirements(specs) -> list[Library]:
+    """The libraries named (`zlib`, `libzip+crypto`) and every library they require, each after
+    what it requires (the order pkg-config paths and link lines want). A cycle, or one library
+    asked for with two different sets of variants, is a recipe error."""
     ordered: list[Library] = []
     visiting: list[str] = []
 
-    def visit(name: str) -> None:
-        if any(lib.name == name for lib in ordered):
+    def visit(spec: str) -> None:
+        name = split_spec(spec)[0]
+        done = next((lib for lib in ordered if lib.name == name), None)
+        if done is not None:
+            if done.spec != get(spec).spec:
+                raise KilnError(f"libraries/{name}/recipe.toml: one build links both {done.spec} and "
+                                f"{get(spec).spec}: ask for the same variants everywhere")
             return
         if name in visiting:
             cycle = " -> ".join(visiting[visiting.index(name):] + [name])
             raise KilnError(f"libraries/{name}/recipe.toml: `requires` makes a cycle ({cycle}): "
                             "take one of them out")
         visiting.append(name)
-        lib = get(name)
+        lib = get(spec)
         for other in lib.requires:
             visit(other)
         visiting.pop()
         ordered.append(lib)
 
-    for name in names:
-        visit(name)
+    for spec in specs:
+        visit(spec)
     return ordered

@@ -66,7 +66,8 @@ try:
 
     from kiln import settings
     from kiln.engine import (ENGINE_SETTINGS, EXIT_TIMEOUT, EXIT_TRAP, Preopen, engine_fingerprint,
-                             engine_settings, file_sha256, machine, wasmtime_py_version)
+                             engine_settings, file_sha256, machine, trap_report,
+                             wasmtime_py_version)
     from kiln.errors import KilnError
 finally:
     if _gc_was_enabled:
@@ -75,7 +76,7 @@ finally:
 __all__ = [
     "ENGINE_SETTINGS", "EXIT_TIMEOUT", "EXIT_TRAP", "EPOCH_TICK_SECONDS", "engine_settings",
     "time_limits_available", "limit", "has_time_limits", "deserialize_file", "start_guest_thread",
-    "RunnerError", "StaleArtifactError", "Preopen", "RunResult",
+    "RunnerError", "StackSwitchingRefused", "StaleArtifactError", "Preopen", "RunResult",
     "engine_fingerprint", "make_engine", "precompile", "sidecar_path", "read_artifact_metadata",
     "load_module", "load_cached", "run", "main", "wasmtime_py_version", "file_sha256",
 ]
@@ -89,14 +90,29 @@ _WASM_MAGIC = b"\0asm"
 _ELF_MAGIC = b"\x7fELF"  # what Module.serialize() writes
 # wasmtime-py 50's C library is built without stack switching: with Config.wasm_stack_switching
 # a module validates, then the process panics at its first `resume` (measured 2026-12-07). So it
-# stays off here, and a module using it (the +fibers variant's) is refused with this line.
-STACK_SWITCHING_REFUSED = ("{path} uses WebAssembly stack switching (PHP's +fibers variant), which "
-                           "wasmtime-py cannot run: run it on the Wasmtime command line (`kiln run` "
-                           "without KILN_ENGINE=in-process)")
+# stays off here, and a module using it (the +fibers variant's) is refused in one line, which each
+# path that runs in process words for itself (`where`, `fix`): kiln.server, kiln.shimrun.
+STACK_SWITCHING_REFUSED = "{path} uses WebAssembly stack switching (PHP's fibers flavour), which {where} cannot run: {fix}"
+IN_PROCESS = "wasmtime-py (Kiln's in-process engine)"
+ON_THE_COMMAND_LINE = ("run it on the Wasmtime command line (`kiln run`, `kiln serve` in worker isolation, "
+                       "kiln.pool; not with KILN_ENGINE=in-process, and read-only grants need Landlock), "
+                       "or use another flavour")
+
+
+def stack_switching_refused(path, where: str = IN_PROCESS, fix: str = ON_THE_COMMAND_LINE) -> str:
+    return STACK_SWITCHING_REFUSED.format(path=path, where=where, fix=fix)
 
 
 class RunnerError(KilnError):
     """A module could not be loaded or instantiated (not: the module failed while running)."""
+
+
+class StackSwitchingRefused(RunnerError):
+    """The module needs stack switching (the fibers flavour): only the Wasmtime command line runs it."""
+
+    def __init__(self, path):
+        super().__init__(stack_switching_refused(path))
+        self.path = path
 
 
 class StaleArtifactError(RunnerError):
@@ -354,7 +370,7 @@ def load_module(path: str | os.PathLike, need_time_limits: bool = False) -> wasm
                 module = wasmtime.Module.deserialize_file(engine, real)
         except wasmtime.WasmtimeError as e:
             if "stack switching is disabled" in str(e):
-                raise RunnerError(STACK_SWITCHING_REFUSED.format(path=path)) from None
+                raise StackSwitchingRefused(path) from None
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
             raise RunnerError(f"{path}: cannot load module: {first_line}") from e
         with _modules_lock:
@@ -657,7 +673,7 @@ def run(
     if timed_out:
         note = f"kiln.runner: timed out after {timeout:g} s\n"
     elif trap_message is not None:
-        note = f"kiln.runner: wasm trap: {trap_message.rstrip()}\n"
+        note = trap_report("kiln.runner", trap_message)
     if note:
         if inherit_stdio:
             sys.stderr.write(note)

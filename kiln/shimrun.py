@@ -192,7 +192,12 @@ def load_entrypoint(image: LoadedImage, module_path: Path, guest: str):
     with open(module_path, "rb") as f:
         magic = f.read(4)
     if magic == _WASM:
-        return runner.load_cached(module_path)  # compiled once per content and engine, like a shim
+        try:
+            return runner.load_cached(module_path)  # compiled once per content and engine, like a shim
+        except runner.StackSwitchingRefused:
+            raise KilnError(runner.stack_switching_refused(
+                f"{guest} in {image.source}", "`kiln image run` (wasmtime-py, as containerd's Wasmtime shim)",
+                "run the module with `kiln run`, or use an image of another flavour")) from None
     if magic == _ELF:
         import wasmtime
 

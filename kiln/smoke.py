@@ -11,7 +11,7 @@ from . import cgi, runner
 from .errors import KilnError
 from .when import When
 
-_FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "flavours", "exit",
+_FIELDS = {"name", "why", "module", "argv", "env", "stdin", "grants", "when", "exit",
            "stdout", "stdout_file", "contains", "lacks", "status", "headers"}
 
 
@@ -39,12 +39,10 @@ def load_checks(path: Path) -> list[dict]:
     return checks
 
 
-def applies(check: dict, version: str, flavour: str = "default", variants=()) -> bool:
+def applies(check: dict, version: str, variants=()) -> bool:
     """`when` limits a check to releases and variants, as a recipe's `when` does ("@8.1:",
-    "+gd", "@8.2 +opcache": kiln/when.py) given the build's `variants`; `flavours` to some
-    flavours by name (default: all)."""
-    if "flavours" in check and flavour not in check["flavours"]:
-        return False
+    "+gd", "@8.2 +opcache": kiln/when.py) given the build's `variants`: a check says what it
+    needs, never which flavours (a flavour is only a set of variants)."""
     try:
         when = When.parse(check.get("when", "@:"))
     except ValueError as exc:

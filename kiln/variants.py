@@ -13,7 +13,8 @@ PHP records its configure command in the binary (phpinfo's "Configure Command"),
 the arguments is part of the modules' bytes, though not of their meaning: [[configure]] entries
 in file order, then the variants' in declaration order. Meaning never depends on it: an argument
 said twice, or a feature both enabled and disabled (--enable-x/--disable-x, --with-x/--without-x),
-is an error unless the later variant declares that it `replaces` the earlier argument.
+is an error unless the later variant declares that it `replaces` the earlier argument, which is
+then taken out of the list (OPcache's --enable-opcache replaces the common --disable-opcache).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class Variant:
     when: VersionRange = ANY       # the releases it exists for
     requires: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
-    replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments its own override
+    replaces: tuple[str, ...] = ()  # earlier [[configure]] arguments it takes out (its own say otherwise)
     post_link: tuple[str, ...] = ()  # wasm-opt options run on the linked modules (php_collect)
     # WebAssembly text modules (relative to the recipe's folder) wasm-merge joins to every
     # linked module, each under its file name as the import module name (kiln/wasm_merge.py).
@@ -111,15 +112,21 @@ def parse_variants(check, table: dict, vm_kinds: tuple[str, ...]) -> dict[str, V
         kind = entry.get("vm_kind")
         if kind is not None and kind not in vm_kinds:
             check.fail(f"variant {name}: vm_kind must be one of {', '.join(vm_kinds)}, not {kind!r}", *at)
+        linked_names = {library.split_spec(spec)[0] for spec in lists["libraries"]}
         for arg in lists["configure"]:
             for linked in PREFIX.findall(arg):
-                if linked not in lists["libraries"]:
+                if linked not in linked_names:
                     check.fail(f"variant {name}: {arg!r} names the folder of library {linked!r}, which "
                                "the variant does not link: add it to its `libraries`", *at)
         for linked in lists["libraries"]:
             if not library.recipe_path(linked).is_file():
                 check.fail(f"variant {name} links library {linked!r}, which has no recipe: add "
-                           f"libraries/{linked}/recipe.toml or take it out of the variant's libraries", *at)
+                           f"libraries/{library.split_spec(linked)[0]}/recipe.toml or take it out of "
+                           "the variant's libraries", *at)
+            try:
+                library.get(linked)
+            except KilnError as exc:   # a library variant it does not declare
+                check.fail(f"variant {name} links {linked!r}: {str(exc).split(': ', 1)[1]}", *at)
         for wat in lists["merge"]:
             if not wat.endswith(".wat") or not (Path(check.path).parent / wat).is_file():
                 check.fail(f"variant {name} merges {wat!r}, which is not a .wat file beside the recipe: "
@@ -230,14 +237,17 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
     on = tuple(name for name in recipe.variants if name in chosen)
     variants = [recipe.variants[name] for name in on]
     args = [a for when, group in recipe.configure if when.satisfied_by(v, on) for a in group]
-    replaced = {a for variant in variants for a in variant.replaces}
     for variant in variants:
         for arg in variant.replaces:
             if arg not in args:
                 raise KilnError(f"{recipe.path}:{variant.line}: variant {variant.name} replaces {arg!r}, "
                                 f"which no [[configure]] entry gives {version}: take it out of `replaces`")
+    # Taken out, not overridden: no argument's meaning depends on what comes after it.
+    replaced = {a for variant in variants for a in variant.replaces}
+    args = [a for a in args if a not in replaced]
+    for variant in variants:
         args += variant.configure
-    _check_arguments(recipe, version, flavour, args, replaced)
+    _check_arguments(recipe, version, flavour, args)
     kind = next((variant for variant in variants if variant.vm_kind), None)
     return Resolved(
         version=version, flavour=flavour_name, variants=on, configure=tuple(args),
@@ -251,13 +261,13 @@ def resolve(recipe, version: str, flavour_name: str) -> Resolved:
     )
 
 
-def _check_arguments(recipe, version: str, flavour: Flavour, args: list[str], replaced: set[str]) -> None:
+def _check_arguments(recipe, version: str, flavour: Flavour, args: list[str]) -> None:
     seen: dict[str, str] = {}
     for arg in args:
         match = _FEATURE.match(arg)
         key = match.group(1) if match else arg
         earlier = seen.get(key)
-        if earlier is not None and earlier not in replaced:
+        if earlier is not None:
             what = "twice" if earlier == arg else f"after {earlier!r}"
             raise KilnError(f"{recipe.path}:{flavour.line}: {version} {flavour.name} would get {arg!r} {what}: "
                             "its meaning would depend on the order of arguments (give it once, or "

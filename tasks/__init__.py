@@ -35,6 +35,14 @@ def command_line_only(build: Build) -> bool:
     return bool(php().resolve(build.version, build.flavour).merge)
 
 
+def refuse_command_line_only(build: Build, where: str, instead: str) -> None:
+    """For a stage asked for by name (`php:<build>` leaves it out): a command-line-only build
+    stops here in one line rather than making what cannot run, or failing in a raw trace."""
+    if command_line_only(build):
+        raise KilnError(f"{build.id}: its modules use WebAssembly stack switching (the fibers variant), "
+                        f"which {where} cannot run: {instead}")
+
+
 def user_errors(action):
     """Run a stage action: a KilnError becomes doit's TaskFailed (one line, no traceback),
     and when the action works on a Build, its outcome and duration are recorded for the report."""

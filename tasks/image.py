@@ -14,11 +14,13 @@ from doit.tools import config_changed
 from kiln import images
 from kiln.layout import Build
 
-from . import builds, user_errors
+from . import builds, refuse_command_line_only, user_errors
 
 
 @user_errors
 def _image(build: Build, kind: str):
+    refuse_command_line_only(build, "the images' runtimes (wasmtime-py, WasmEdge, the containerd shims; docs/images.md)",
+                             f"serve it with `kiln serve` or kiln.pool, or build another flavour's images (doit php_image:{build.version})")
     record = images.build(build, kind)
     engine, wasm = record["engine"], record["oci"]
     print(f"  {record['tag']}: {engine['size'] / images.MB:.2f} MB in the engine ({engine['platform']}, "

@@ -104,6 +104,22 @@ def _build(lib: library.Library, script_text: str, jobs: int):
             print(f"  {lib.prefix / name}: {(lib.prefix / name).stat().st_size / 1e6:.2f} MB")
 
 
+def library_builds() -> list[library.Library]:
+    """Every library's plain build, and the variant builds (`libzip+crypto`) the languages'
+    variants link, each after what it requires."""
+    from kiln import recipe
+
+    wanted = [lib.name for lib in library.all_libraries()]
+    for path in sorted(recipe.LANGUAGES.glob("*/recipe.toml")):
+        for variant in recipe.language(path.parent.name).variants.values():
+            wanted += [spec for spec in variant.libraries if "+" in spec]
+    builds: dict[str, library.Library] = {}
+    for spec in wanted:
+        for lib in library.with_requirements([spec]):
+            builds.setdefault(lib.spec, lib)
+    return list(builds.values())
+
+
 def task_lib_download():
     """Fetch a library's Debian source tarball from the mirrors and check its sha256."""
     for lib in library.all_libraries():
@@ -119,19 +135,19 @@ def task_lib_download():
 
 
 def task_lib_build():
-    """Build a library for wasm32-wasi into build-output/libs/<name>-<version>/."""
+    """Build a library for wasm32-wasi into build-output/libs/<name>-<version>[+<variant>...]/."""
     try:
         tools = toolchain.current()
     except Exception as exc:  # no toolchain: the tasks exist, and fail saying why when run
         tools, problem = None, exc
-    for lib in library.all_libraries():
+    for lib in library_builds():
         if tools is None:
-            yield {"name": lib.name, "actions": [user_errors(lambda p=problem: _raise(p))],
+            yield {"name": lib.spec, "actions": [user_errors(lambda p=problem: _raise(p))],
                    "doc": f"build {lib.id} (toolchain missing)"}
             continue
         script_text = render_script(lib, tools)
         yield {
-            "name": lib.name,
+            "name": lib.spec,
             # Job count is not an input: it changes how fast, not what is built.
             "actions": [(_build, [lib, script_text, settings.jobs()])],
             # What it requires is built first; a rebuilt one rebuilds this one (its stamp).

@@ -11,7 +11,7 @@ from kiln import atomic, optimize, runner
 from kiln.errors import KilnError
 from kiln.layout import Build
 
-from . import builds, php, user_errors
+from . import builds, php, refuse_command_line_only, user_errors
 
 
 def optimized(build: Build, module: str, aot: bool = False):
@@ -28,6 +28,8 @@ def _targets(build: Build, modules: list[str]) -> list:
 
 @user_errors
 def _optimize(build: Build, modules: list[str], options: list[str]):
+    refuse_command_line_only(build, "the optimized modules' engines (wasmtime-py, WasmEdge, browsers)",
+                             "run its .wasm on the Wasmtime command line as it is")
     found = {}
     for name in modules:
         sizes = optimize.optimize(build.module(name), optimized(build, name), options,

@@ -23,7 +23,7 @@ def _check(build: Build, modules: dict, report: Path, wasm: dict | None = None, 
     `cli`: the modules run on the Wasmtime command line only (stack switching): there, not in
     process, and not on WasmEdge."""
     variants = php().resolve(build.version, build.flavour).variants
-    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, build.flavour, variants)]
+    checks = [c for c in smoke.load_checks(CHECKS) if smoke.applies(c, build.version, variants)]
     edge = wasmedge.read_state() if wasm and not cli else (
         "the modules use stack switching, which WasmEdge lacks" if cli else "not asked for these modules")
     execute = functools.partial(_on_command_line, smoke.CHECK_LIMIT) if cli else None

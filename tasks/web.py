@@ -7,7 +7,7 @@ from kiln import web, wordpress
 from kiln.errors import KilnError
 from kiln.layout import Build
 
-from . import builds, php, user_errors
+from . import builds, php, refuse_command_line_only, user_errors
 
 
 def targets(build: Build) -> list:
@@ -17,6 +17,7 @@ def targets(build: Build) -> list:
 
 @user_errors
 def _web(build: Build, modules: dict):
+    refuse_command_line_only(build, "browsers", f"the playground is for other flavours (doit php_web:{build.version})")
     manifest = web.make_site(build, modules)
     sizes = ", ".join(f"{m['file']} {m['bytes'] / 1e6:.2f} MB" for m in manifest["modules"].values())
     print(f"  {web.site_folder(build)}: {sizes}; serve the folder over http(s) (docs/web.md)")

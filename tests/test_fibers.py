@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from kiln import engine, recipe, runner, toolchain, wasm_merge, wasmfile, wasmtime_cli
+import tasks
+from kiln import engine, oci, recipe, runner, toolchain, wasm_merge, wasmfile, wasmtime_cli
+from kiln.errors import KilnError
 from kiln.layout import Build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +75,51 @@ def test_without_stack_switching_the_command_line_refuses_the_module(proof):
 def test_wasmtime_py_refuses_it_in_one_line(proof):
     with pytest.raises(runner.RunnerError) as caught:
         runner.load_module(proof)
-    assert str(caught.value) == runner.STACK_SWITCHING_REFUSED.format(path=proof)
+    assert str(caught.value) == runner.stack_switching_refused(proof)
+
+
+def one_line_refusal(args: list[str], cwd: Path, **env: str) -> str:
+    """Run `python -m ARGS`: it must stop at once with one line (no trace) and a non-zero status."""
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "uses WebAssembly stack switching (PHP's fibers flavour)" in lines[0], lines[0]
+    return lines[0]
+
+
+def test_every_in_process_path_refuses_it_in_one_line_naming_the_fix(proof, tmp_path):
+    """What runs a module in wasmtime-py (no stack switching) says so and names a path that
+    can, instead of a validation trace or a panic at the first switch."""
+    line = one_line_refusal(["kiln", "run", str(proof)], tmp_path, KILN_ENGINE="in-process")
+    assert line.startswith(f"kiln run: {proof} uses") and "`kiln run`" in line
+    line = one_line_refusal(["kiln", "serve", "--module", str(proof), "--docroot", str(tmp_path),
+                             "--isolation", "request", "--port", "0"], tmp_path)
+    assert line.startswith(f"kiln serve: {proof} uses") and "--isolation worker (the default)" in line
+    # The pool's workers fall back to wasmtime-py only when told to (or without Landlock)
+    line = one_line_refusal(["kiln.pool", "--module", str(proof), "--docroot", str(tmp_path),
+                             "--listen", str(tmp_path / "pool.sock")], tmp_path, KILN_ENGINE="in-process")
+    assert line.startswith(f"kiln.pool: {proof} uses") and "not with KILN_ENGINE=in-process" in line
+    # An image holding such a module: containerd's wasm shims are what `kiln image run` stands for
+    entries = [oci.Entry("proof.wasm", tarfile.REGTYPE, 0o755, proof.read_bytes())]
+    image = oci.Image(config={"Entrypoint": ["/proof.wasm"]}, layers=[oci.write_layer(entries, 0)])
+    oci.write_layout(tmp_path / "layout", {"proof": oci.assemble(image, 0)})
+    line = one_line_refusal(["kiln", "image", "run", str(tmp_path / "layout")], tmp_path)
+    assert line.startswith(f"kiln image run: /proof.wasm in OCI layout {tmp_path / 'layout'} uses")
+    assert "use an image of another flavour" in line
+
+
+@pytest.mark.parametrize("stage", ["_web", "_image", "_optimize"])
+def test_stages_for_other_engines_refuse_a_fibers_build_when_asked_by_name(stage):
+    """`php:<build>` leaves them out; asked for by name, they stop before making anything."""
+    import importlib
+
+    module = importlib.import_module(f"tasks.{stage.strip('_')}")
+    action = getattr(module, stage).__wrapped__
+    fibers, default = Build("php", "8.2.32", "fibers"), Build("php", "8.2.32", "default")
+    with pytest.raises(KilnError, match=r"^8\.2\.32-fibers: its modules use WebAssembly stack switching"):
+        action(fibers, *([{}] if stage == "_web" else ["cli"] if stage == "_image" else [[], []]))
+    assert tasks.command_line_only(fibers) and not tasks.command_line_only(default)
 
 
 def test_the_fibers_variant_swaps_the_fiber_patch_and_merges_the_switch():
@@ -82,7 +130,7 @@ def test_the_fibers_variant_swaps_the_fiber_patch_and_merges_the_switch():
     assert "0020-fibers-stack-switching-wasi-8.patch" in names(fibers)
     assert "0007-fibers-wasi-8.patch" not in names(fibers)
     assert "0007-fibers-wasi-8.patch" in names(default) and default.merge == ()
-    assert fibers.merge == ("fibers/kiln_fiber.wat",)
+    assert fibers.merge == ("fibers/kiln_fiber.wat", "fibers/kiln_stack_limits.wat")
     assert php.flavour_applies("fibers", "8.1.29") and not php.flavour_applies("fibers", "8.0.30")
 
 

@@ -116,7 +116,7 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
     php = recipe.language("php")
     assert php.resolve("8.2.32", "wordpress").libraries == (
         "sqlite", "zlib", "openssl", "libsodium", "libxml2", "libpng", "libjpeg-turbo", "libwebp",
-        "freetype", "libzip", "bzip2")
+        "freetype", "libzip+crypto", "bzip2")
     assert php.flavour_applies("wordpress", "8.2.32") and php.flavour_applies("wordpress", "7.4.33")
     assert not php.flavour_applies("wordpress", "7.4.32")
     assert "--with-pdo-sqlite" in php.configure_args("8.2.32", "wordpress")
@@ -131,18 +131,18 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
     assert "PKG_CONFIG" not in configure.render_script(Build("php", "8.2.32", "default"), tools)
 
 
-def test_smoke_checks_can_be_limited_to_flavours_and_variants():
-    check = {"name": "x", "module": "php", "flavours": ["wordpress"], "when": "@8.2"}
-    assert smoke.applies(check, "8.2.32", "wordpress")
-    assert not smoke.applies(check, "8.2.32", "default")
-    assert not smoke.applies(check, "7.4.33", "wordpress")
+def test_smoke_checks_say_the_releases_and_variants_they_need_not_flavours(tmp_path):
     gd = {"name": "gd", "module": "php", "when": "@8.0: +gd ~goto"}
-    assert smoke.applies(gd, "8.2.32", "any", ("gd",))
-    assert not smoke.applies(gd, "8.2.32", "any", ("gd", "goto"))
-    assert not smoke.applies(gd, "7.4.33", "any", ("gd",))
-    assert not smoke.applies(gd, "8.2.32", "any")
+    assert smoke.applies(gd, "8.2.32", ("gd",))
+    assert not smoke.applies(gd, "8.2.32", ("gd", "goto"))
+    assert not smoke.applies(gd, "7.4.33", ("gd",))
+    assert not smoke.applies(gd, "8.2.32")
     with pytest.raises(KilnError, match="smoke check 'bad'"):
         smoke.applies({"name": "bad", "module": "php", "when": "8.2"}, "8.2.32")
+    checks = tmp_path / "checks.toml"
+    checks.write_text('[[check]]\nname = "x"\nmodule = "php"\nflavours = ["wordpress"]\n')
+    with pytest.raises(KilnError, match=r"unknown fields \['flavours'\]"):
+        smoke.load_checks(checks)
 
 
 def test_a_flavour_turns_on_where_available_variants_only_for_their_releases():
@@ -305,7 +305,7 @@ def test_openssl_and_sodium_variants_resolve_for_7_4_too():
     assert resolved.libraries == ("openssl", "libsodium")
     assert resolved.configure[-2:] == ("--with-openssl", "--with-sodium")
     names = [p.file.name for p in resolved.patches]
-    assert names[-2:] == ["0021-openssl-no-sockets-wasi.patch", "0022-openssl3-sslv23-padding-7.4.patch"]
+    assert names[-3:-1] == ["0021-openssl-no-sockets-wasi.patch", "0022-openssl3-sslv23-padding-7.4.patch"]
     assert "0022-openssl3-sslv23-padding-7.4.patch" not in [
         p.file.name for p in php.resolve("8.2.32", "wordpress").patches]
 
@@ -349,3 +349,72 @@ def test_installed_pkgconfig_files_are_relocatable_and_static(tmp_path):
     assert "prefix=${pcfiledir}/../.." in text and "libdir=${prefix}/lib" in text
     assert "Requires: libsharpyuv" in text and "Libs: -L${libdir} -lwebp -lm" in text
     assert ".private" not in text
+
+
+CRYPTO = """
+[variants.crypto]
+description = "AES"
+configure = ["--with-crypto"]
+replaces = ["--static"]
+requires = ["openssl"]
+"""
+
+
+def test_a_library_variant_is_a_build_of_its_own(tmp_path, monkeypatch):
+    """`zlib+crypto`: the variant's arguments in place of those it replaces, what it requires
+    added, and a folder, task name and fingerprint of its own."""
+    monkeypatch.setattr(library, "LIBRARIES", tmp_path)
+    monkeypatch.setattr(library, "_loaded", {})
+    write(tmp_path, "zlib", GOOD + CRYPTO)
+    write(tmp_path, "openssl", GOOD.replace('name = "zlib"', 'name = "openssl"'))
+    plain, crypto = library.get("zlib"), library.get("zlib+crypto")
+    assert (plain.spec, plain.id, plain.configure, plain.requires) == ("zlib", "zlib-1.3.1", ("--static",), ())
+    assert (crypto.spec, crypto.id, crypto.configure, crypto.requires) == (
+        "zlib+crypto", "zlib-1.3.1+crypto", ("--with-crypto",), ("openssl",))
+    assert crypto.prefix.name == "zlib-1.3.1+crypto" and crypto.fingerprint() != plain.fingerprint()
+    assert [lib.spec for lib in library.with_requirements(["zlib+crypto"])] == ["openssl", "zlib+crypto"]
+    with pytest.raises(KilnError, match=r"has no variant 'simd' \(it declares: crypto\): fix the name"):
+        library.get("zlib+simd")
+    with pytest.raises(KilnError, match="one build links both zlib and zlib\\+crypto"):
+        library.with_requirements(["zlib", "zlib+crypto"])
+
+
+@pytest.mark.parametrize("variant, message", [
+    (CRYPTO.replace('replaces = ["--static"]', 'replaces = ["--shared"]'), "replaces '--shared', which is not in"),
+    (CRYPTO.replace('requires = ["openssl"]', 'requires = ["nothing"]'), "not another library with a recipe"),
+    (CRYPTO + 'patches = ["x"]\n', "unknown key(s) patches"),
+    (CRYPTO.replace('configure = ["--with-crypto"]', 'defines = ["WITH_AES"]'), "must start with -D or -U"),
+])
+def test_library_variant_mistakes_name_the_line(tmp_path, variant, message):
+    path = write(tmp_path, "zlib", GOOD + variant)
+    with pytest.raises(KilnError) as error:
+        library.load(path)
+    assert message in str(error.value) and str(error.value).startswith(f"{path}:16:"), str(error.value)
+
+
+def test_zip_links_libzip_with_aes_through_openssl_in_a_task_of_its_own():
+    from tasks import library as library_tasks
+
+    libzip = library.get("libzip+crypto")
+    assert "-DENABLE_OPENSSL=ON" in libzip.configure and "-DENABLE_OPENSSL=OFF" not in libzip.configure
+    assert libzip.requires == ("zlib", "openssl")
+    task = next(t for t in library_tasks.task_lib_build() if t["name"] == "libzip+crypto")
+    assert library.get("openssl").stamp in task["file_dep"] and task["targets"] == [libzip.stamp]
+    assert "-DENABLE_OPENSSL=OFF" in library.get("libzip").configure   # the plain build keeps its own
+
+
+def test_a_language_variant_naming_an_undeclared_library_variant_is_a_recipe_error(tmp_path):
+    source = recipe.LANGUAGES / "php" / "recipe.toml"
+    text = source.read_text().replace('libraries = ["libzip+crypto"]', 'libraries = ["libzip+aes"]')
+    path = tmp_path / "php" / "recipe.toml"
+    path.parent.mkdir()
+    path.write_text(text)
+    for item in (recipe.LANGUAGES / "php").iterdir():   # patches, fibers/: beside the recipe
+        if item.name != "recipe.toml":
+            (path.parent / item.name).symlink_to(item)
+    line = text.splitlines().index('libraries = ["libzip+aes"]') + 1
+    with pytest.raises(KilnError) as error:
+        recipe.load(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}:") and "links 'libzip+aes'" in message and "no variant 'aes'" in message, message
+    assert int(message.split(":")[1]) in range(line - 3, line + 1)

@@ -122,7 +122,8 @@ def test_timeout_interrupts_and_later_runs_work(tool):
 def test_traps_give_exit_trap_and_a_message(tool, cmd, words):
     r = runner.run(tool, ["tool", cmd])
     assert r.exit_code == runner.EXIT_TRAP and not r.timed_out
-    assert b"wasm trap" in r.stderr and words in r.stderr.decode().lower()
+    assert r.stderr.startswith(b"kiln.runner: wasm trap: ") and r.stderr.count(b"\n") == 1
+    assert words in r.stderr.decode().lower() and "(in <wasm function" in r.stderr.decode()
 
 
 def test_memory_limit_makes_growth_fail_and_later_runs_work(tool):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +95,15 @@ def test_a_module_that_cannot_start_is_one_line_and_a_trap_is_134(tool, tmp_path
     assert (proc.returncode, proc.stderr) == (2, "kiln run: cannot instantiate module: memory minimum "
                                                  "size of 257 pages exceeds memory limits\n")
     proc = kiln_run(str(tool), "trap", cache=tmp_path, text=True)
-    assert proc.returncode == runner.EXIT_TRAP and "wasm trap" in proc.stderr
+    assert proc.returncode == runner.EXIT_TRAP
+    assert re.fullmatch(r"kiln run: wasm trap: wasm `unreachable` instruction executed "
+                        r"\(in <wasm function \d+> at 0x[0-9a-f]+\)\n", proc.stderr), proc.stderr
+    proc = kiln_run(str(tool), "overflow", cache=tmp_path, text=True)
+    assert proc.returncode == runner.EXIT_TRAP and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("kiln run: wasm trap: call stack exhausted (in <wasm function")
+    proc = kiln_run(str(tool), "trap", cache=tmp_path, text=True, env={"KILN_BACKTRACE": "1"})
+    first, rest = proc.stderr.split("\n", 1)
+    assert first.startswith("kiln run: wasm trap: ") and "wasm backtrace:" in rest
 
 
 def test_the_quick_path_runs_from_the_cache_importing_neither_parser_nor_paths(tool, tmp_path):
@@ -128,3 +137,19 @@ def test_the_quick_paths_cache_folder_and_fingerprints_agree_with_the_full_paths
                   {"engine": "wasmtime-cli", "options": dict(engine.CLI_WASM_OPTIONS), "exit_shim": 1},
                   {"odd": 'a"b\\c', "ü": [1.5, None]}):
         assert engine.canonical_json(value) == json.dumps(value, sort_keys=True)
+
+
+@pytest.mark.parametrize("message, line", [
+    ("Error: failed to run main module `x.cwasm`\n\nCaused by:\n    0: failed to invoke command default\n"
+     "    1: error while executing at wasm backtrace:\n    0:   0x1f - php.wasm!zend_mm_panic\n"
+     "    1:   0x2e - php.wasm!main\n    2: wasm trap: wasm `unreachable` instruction executed\n",
+     "wasm `unreachable` instruction executed (in zend_mm_panic at 0x1f)"),
+    ("error while executing at wasm backtrace:\n    0: <unknown>!<wasm function 9>\n\nCaused by:\n"
+     "    wasm trap: call stack exhausted", "call stack exhausted (in <wasm function 9>)"),
+    ("out of fuel", "out of fuel"),
+    ("", "unknown trap"),
+])
+def test_a_trap_is_summed_up_in_one_line_from_either_engine(message, line):
+    from kiln import engine
+
+    assert engine.trap_summary(message) == line

@@ -57,7 +57,13 @@ class WasmBackend:
         # Compiled/mapped once, shared by threads. Each request's time is limited inside this
         # process, so this one backend pays for epoch checks (a .cwasm without them is
         # replaced by its .wasm, compiled with them once into KILN_CACHE).
-        self.module = runner.load_cached(self.path, need_time_limits=True)
+        try:
+            self.module = runner.load_cached(self.path, need_time_limits=True)
+        except runner.StackSwitchingRefused:
+            raise KilnError(runner.stack_switching_refused(
+                self.path, "--isolation request (an instance per request in wasmtime-py)",
+                "serve it with --isolation worker (the default), whose workers run the Wasmtime "
+                "command line")) from None
         check_php_cgi(self.path, self.module)
         self.preopens = list(preopens)
         self.memory_limit = memory_limit
