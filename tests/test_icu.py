@@ -116,7 +116,11 @@ def test_the_full_flavour_is_the_wordpress_one_plus_intl_on_the_tailcall_vm():
     assert set(full.variants) == (set(wordpress.variants) - {"goto"}) | {"intl"}
     assert full.vm_kind == "TAILCALL" and "icu" in full.libraries
     assert "--enable-intl" in php.configure_args("8.2.32", "full")
-    assert not php.flavour_applies("full", "7.4.33")   # 7.4's intl asks for C++11, ICU 76 needs C++17
+    # 7.4's intl asked for C++11; ICU 76's headers need C++17 (patch 0024, configure regenerated).
+    full74 = php.resolve("7.4.33", "full")
+    assert "intl" in full74.variants and full74.regenerates_configure
+    assert "0024-intl-cxx17-icu76-7.4.patch" in [p.file.name for p in full74.patches]
+    assert "0024-intl-cxx17-icu76-7.4.patch" not in [p.file.name for p in full.patches]
 
 
 def test_only_builds_linking_a_cplusplus_library_get_a_cplusplus_compiler():
@@ -132,15 +136,16 @@ def test_only_builds_linking_a_cplusplus_library_get_a_cplusplus_compiler():
 
 
 @pytest.mark.slow
-def test_the_full_flavour_formats_collates_and_transliterates_as_native_php():
-    """php_smoke of 8.2.32-full: the intl check's output (intl.expected, native PHP's) matches
+@pytest.mark.parametrize("version", ["7.4.33", "8.2.32"])
+def test_the_full_flavour_formats_collates_and_transliterates_as_native_php(version):
+    """php_smoke of the full flavour on both testable releases: the intl check's output (intl.expected, native PHP's) matches
     under Wasmtime, and the wordpress flavour's extension checks still pass beside it."""
     import json
 
     from kiln.layout import Build
     from tests.doit_run import build
 
-    full = Build("php", "8.2.32", "full")
+    full = Build("php", version, "full")
     build(f"php_smoke:{full.id}")
     report = json.loads(full.smoke_report.read_text())
     checks = {c["name"]: c for c in report["checks"]}
