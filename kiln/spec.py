@@ -87,6 +87,13 @@ class Spec:
         prefixes = {lib.name: os.path.relpath(lib.prefix, self.build.src) for lib in self.libraries}
         return [PREFIX.sub(lambda m: prefixes[m.group(1)], arg) for arg in self.resolved.configure]
 
+    def pkgconfig_libdir(self) -> str:
+        """PKG_CONFIG_LIBDIR for configure: the libraries' pkg-config folders relative to the source
+        tree, where configure runs. configure records this variable in the configure command PHP
+        keeps in its binary, and the .pc files name their folders through ${pcfiledir}, so the
+        flags pkg-config gives are relative too: the same bytes in every checkout."""
+        return ":".join(os.path.relpath(lib.pkgconfig_dir, self.build.src) for lib in self.libraries)
+
     def summary(self) -> dict:
         """For people: the report's "spec" and `doit info`."""
         r = self.resolved

@@ -25,6 +25,7 @@ def render(s: spec.Spec) -> str:
         shim_sources=sorted(p.name for p in s.shim.glob("*.[cS]")),
         configure_args=s.configure_args(),
         libraries=s.libraries,
+        pkgconfig_libdir=s.pkgconfig_libdir(),
         make_targets=s.recipe.settings.get("make_targets", []),
         vm_kind=s.vm_kind,
         execute_cflags=s.resolved.execute_cflags,

@@ -124,7 +124,8 @@ def test_the_wordpress_flavour_links_the_libraries_through_pkg_config():
     script = configure.render_script(Build("php", "8.2.32", "wordpress"), tools)
     assert "export PKG_CONFIG_LIBDIR=" in script
     for lib in library.with_requirements(php.resolve("8.2.32", "wordpress").libraries):
-        assert str(lib.pkgconfig_dir) in script
+        # Relative to the source tree: configure records PKG_CONFIG_LIBDIR in the binary.
+        assert f"../../../libs/{lib.id}/lib/pkgconfig" in script and str(lib.pkgconfig_dir) not in script
     # ext/bz2 looks in a folder: the recipe's {prefix:bzip2} is the installed library's.
     assert "--with-bz2=../../../libs/bzip2-1.0.8 " in script   # the same in every checkout
     assert "--with-bz2={prefix:bzip2}" in php.configure_args("8.2.32", "wordpress")
