@@ -2,6 +2,7 @@
 `python -m kiln.pool` behind it as a user runs it (its own process)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,6 +23,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_folder(pages: dict[str, str], prefix: str):
+    """A temporary document root holding `pages` (file name: text), which nginx's workers (user
+    nobody) may read; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        root.chmod(0o755)
+        for name, text in pages.items():
+            (root / name).write_text(text)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Nginx:

@@ -6,9 +6,7 @@ and the worker that served it serves the next one; a trap inside a fiber (the en
 stack exhausted) costs that request a 502 and the worker, which is replaced."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import requests
 from doit_run import build
 from kiln import native
 from kiln.layout import Build
-from nginx import Nginx, PoolProcess
+from nginx import Nginx, PoolProcess, served_folder
 
 pytestmark = pytest.mark.slow
 
@@ -103,12 +101,8 @@ def module() -> Path:
 
 @pytest.fixture(scope="module")
 def docroot():
-    root = Path(tempfile.mkdtemp(prefix="kiln-fibers-www-"))
-    root.chmod(0o755)             # nginx's workers (user nobody) serve static files
-    for name, text in PAGES.items():
-        (root / name).write_text(text)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with served_folder(PAGES, prefix="kiln-fibers-www-") as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

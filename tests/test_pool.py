@@ -22,7 +22,7 @@ import requests
 from doit_run import build
 from kiln.layout import Build
 from kiln.pool import fastcgi
-from nginx import Nginx, PoolProcess
+from nginx import Nginx, PoolProcess, served_folder
 
 pytestmark = pytest.mark.slow
 
@@ -66,13 +66,8 @@ def module():
 
 @pytest.fixture(scope="module")
 def docroot():
-    root = Path(tempfile.mkdtemp(prefix="kiln-pool-www-"))
-    root.chmod(0o755)             # nginx's workers (user nobody) serve static files
-    for name, text in PAGES.items():
-        (root / name).write_text(text)
-    (root / "static.txt").write_text("static file\n")
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with served_folder({**PAGES, "static.txt": "static file\n"}, prefix="kiln-pool-www-") as root:
+        yield root
 
 
 @pytest.fixture(scope="module")
