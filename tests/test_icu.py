@@ -116,11 +116,14 @@ def test_the_full_flavour_is_the_wordpress_one_plus_intl_on_the_tailcall_vm():
     assert set(full.variants) == (set(wordpress.variants) - {"goto"}) | {"intl"}
     assert full.vm_kind == "TAILCALL" and "icu" in full.libraries
     assert "--enable-intl" in php.configure_args("8.2.32", "full")
-    # 7.4's intl asked for C++11; ICU 76's headers need C++17 (patch 0024, configure regenerated).
+    # 7.4 to 8.1's intl asked for C++11; ICU 76's headers need C++17 (patch 0024, configure regenerated).
     full74 = php.resolve("7.4.33", "full")
     assert "intl" in full74.variants and full74.regenerates_configure
-    assert "0024-intl-cxx17-icu76-7.4.patch" in [p.file.name for p in full74.patches]
-    assert "0024-intl-cxx17-icu76-7.4.patch" not in [p.file.name for p in full.patches]
+    for version in ("7.4.33", "8.0.30", "8.1.29"):
+        assert "0024-intl-cxx17-icu76.patch" in [p.file.name for p in php.resolve(version, "full").patches], version
+    assert "0024-intl-cxx17-icu76.patch" not in [p.file.name for p in full.patches]
+    wordpress74 = php.resolve("7.4.33", "wordpress")
+    assert "0024-intl-cxx17-icu76.patch" not in [p.file.name for p in wordpress74.patches]
 
 
 def test_only_builds_linking_a_cplusplus_library_get_a_cplusplus_compiler():
@@ -151,3 +154,37 @@ def test_the_full_flavour_formats_collates_and_transliterates_as_native_php(vers
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["intl"]["runtimes"]["wasmtime"] == "passed", checks["intl"]["problems"]
     assert report["passed"] is True, [c["name"] for c in report["checks"] if c.get("problems")]
+
+
+@pytest.mark.slow
+def test_with_the_stub_in_place_of_its_data_icu_answers_from_the_data_file_alone(tmp_path):
+    """The data-file option bench/icu_data.py measures: use-icu.c linked with bench/icu_stub_data.c
+    instead of libicudata.a answers as with the data linked in when $ICU_DATA names a granted
+    folder holding the cut package, and with ICU's errors when nothing is granted (so the answers
+    do come from the file)."""
+    import importlib.util
+
+    from kiln import runner
+    from kiln.cliargs import parse_grant
+    from tests.doit_run import build
+
+    spec = importlib.util.spec_from_file_location("icu_bench", settings.ROOT / "bench" / "icu_data.py")
+    icu_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(icu_bench)
+    build("lib_build:icu")
+    icu = library.get("icu")
+    module = icu_bench.link_program(icu, tmp_path / "use-icu-file.wasm", "file")
+    assert module.stat().st_size < 4_000_000   # no data inside: 1.8 MB of code
+    folder = tmp_path / "icu"
+    folder.mkdir()
+    package = icu.work / "kiln-data" / "icudt76l.dat"
+    (folder / package.name).write_bytes(package.read_bytes())
+
+    granted = runner.run(module, ["use-icu"], env={"ICU_DATA": "/icu"},
+                         preopens=[parse_grant(f"{folder}:/icu:ro")], timeout=120)
+    assert granted.exit_code == 0, granted.stderr
+    assert granted.stdout.decode().splitlines() == EXPECTED
+    alone = runner.run(module, ["use-icu"], env={"ICU_DATA": "/icu"}, timeout=120)
+    # NFD and the basic properties are compiled into ICU's code; the rest needs the data.
+    assert "number de_DE U_MISSING_RESOURCE_ERROR" in alone.stdout.decode().splitlines(), alone.stdout
+    assert "collate sv_SE U_FILE_ACCESS_ERROR" in alone.stdout.decode().splitlines(), alone.stdout
