@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import library, native, patching, settings, tailcall_vm, toolchain, wasm_merge
+from . import goto_vm, library, native, patching, settings, tailcall_vm, toolchain, wasm_merge
 from .errors import KilnError
 from .fetch import file_sha256
 from .layout import Build
@@ -35,6 +35,7 @@ class Spec:
     library_pins: tuple[tuple[str, str, str], ...]  # (name, version, sha256 of its recipe)
     autoconf: str | None                # named when the series regenerates configure
     tailcall: tailcall_vm.Tool
+    goto: goto_vm.Tool
     native_php: str | None              # runs zend_vm_gen.php; None for CALL (not an input)
     shim: Path
     shim_hashes: dict[str, str]
@@ -64,6 +65,8 @@ class Spec:
             "vm": [resolved.vm_kind, list(resolved.execute_cflags)],
             # The TAILCALL VM is Kiln's rewrite of the generated one: its code is an input too.
             "tailcall_vm": self.tailcall.digest if resolved.vm_kind == "TAILCALL" else None,
+            # So is the GOTO VM's edit; absent elsewhere, so the other builds keep their keys.
+            **({"goto_vm": self.goto.digest} if resolved.vm_kind == "GOTO" else {}),
             "outputs": recipe.outputs,
             "toolchain": self.tools.identity(),
             "epoch": settings.source_date_epoch(),
@@ -149,6 +152,7 @@ def _make(build: Build, tools: toolchain.Toolchain, recipe) -> Spec:
         # Its version is named in the script, so another autoconf regenerates and rebuilds.
         autoconf=toolchain.autoconf_version() if resolved.regenerates_configure else None,
         tailcall=tailcall_vm.tool(),
+        goto=goto_vm.tool(),
         native_php=native_php() if resolved.vm_kind != "CALL" else None,
         shim=shim,
         shim_hashes={p.name: file_sha256(p) for p in sorted(shim.iterdir()) if p.is_file()},

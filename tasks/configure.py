@@ -35,6 +35,7 @@ def render(s: spec.Spec) -> str:
         flavour_ldflags=[flag for flag in s.resolved.cflags if flag.startswith("-mcpu=")],
         vm_files=spec.VM_FILES,
         tailcall=s.tailcall,
+        goto=s.goto,
         native_php=s.native_php,
         epoch=settings.source_date_epoch(),
         autoconf=s.autoconf,
