@@ -25,13 +25,11 @@ with the reason instead of compiling into a wrong VM.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, settings
+from . import vm_edit
 from .errors import KilnError
 
 MARKER = "/* kiln: GOTO VM made reducible (kiln/goto_vm.py) */\n"
@@ -52,19 +50,12 @@ THROUGH_DISPATCH = ("#undef ZEND_VM_LOOP_INTERRUPT\n"
 RESTORE = "#undef ZEND_VM_LOOP_INTERRUPT\n#define ZEND_VM_LOOP_INTERRUPT() {jump}\n"
 
 
-@dataclass(frozen=True)
-class Tool:
-    """How a build script runs the rewrite, and the digest of its code, which the script names
-    so that a change to the rewrite rebuilds every GOTO build."""
-    python: str
-    root: str
-    digest: str
+Tool = vm_edit.Tool
 
 
 @functools.cache
 def tool() -> Tool:
-    return Tool(python=sys.executable, root=str(settings.ROOT),
-                digest=hashlib.sha256(Path(__file__).read_bytes()).hexdigest())
+    return vm_edit.tool([Path(__file__)])
 
 
 def rewrite(source: str) -> str:
@@ -96,16 +87,7 @@ def rewrite(source: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m kiln.goto_vm Zend/zend_vm_execute.h", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    try:
-        atomic.write_text(path, rewrite(path.read_text()))
-    except (KilnError, OSError) as exc:
-        print(f"kiln: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return vm_edit.main(argv, "kiln.goto_vm", rewrite)
 
 
 if __name__ == "__main__":

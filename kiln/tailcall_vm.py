@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import re
 import sys
 from pathlib import Path
 
-from . import atomic, settings, templating
+from . import settings, templating, vm_edit
 from .errors import KilnError
 
 BLOCK_START = "#ifdef ZEND_VM_FP_GLOBAL_REG\n# define ZEND_OPCODE_HANDLER_ARGS void\n"
@@ -53,22 +52,12 @@ class Helper:
     params: tuple[Param, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class Tool:
-    """How a build script runs the rewrite, and the digest of everything it reads, which the
-    script names so that a change to the rewrite rebuilds every TAILCALL build."""
-    python: str
-    root: str
-    digest: str
+Tool = vm_edit.Tool
 
 
 @functools.cache  # read for every build's script and cache key; the files do not change mid-run
 def tool() -> Tool:
-    files = [Path(__file__), *sorted((settings.TEMPLATES / "tailcall-vm").glob("*.j2"))]
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return Tool(python=sys.executable, root=str(settings.ROOT), digest=digest.hexdigest())
+    return vm_edit.tool([Path(__file__), *sorted((settings.TEMPLATES / "tailcall-vm").glob("*.j2"))])
 
 
 def rewrite(source: str) -> str:
@@ -194,16 +183,7 @@ def _split_args(text: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m kiln.tailcall_vm Zend/zend_vm_execute.h", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    try:
-        atomic.write_text(path, rewrite(path.read_text()))
-    except (KilnError, OSError) as exc:
-        print(f"kiln: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return vm_edit.main(argv, "kiln.tailcall_vm", rewrite)
 
 
 if __name__ == "__main__":
