@@ -182,8 +182,8 @@ def test_kiln_bad_input_is_one_line(files, args, env, status, expected):
 DOIT_CASES = [
     ("unknown version", ["php:9.9.9"], None, "unknown php version '9.9.9': known versions are"),
     ("unknown flavour", ["php:8.2.32-nope"], None, "unknown php flavour 'nope': known flavours are default"),
-    ("flavour out of range", ["php_patch:7.4.33-fast"], None,
-     'there is no php 7.4.33 fast build: the fast flavour starts at 8.0 (when = "@8.0:"'),
+    ("flavour out of range", ["php_patch:7.4.33-fibers"], None,
+     'there is no php 7.4.33 fibers build: the fibers flavour starts at 8.1 (when = "@8.1:"'),
     ("bad setting", ["list"], {"KILN_TIME_LIMITS": "maybe"}, "KILN_TIME_LIMITS='maybe' is not one of on, off"),
 ]
 

@@ -71,9 +71,9 @@ def test_the_recipe_turns_the_pass_off_only_for_gotos_executor():
     from kiln import recipe
 
     php = recipe.language("php")
-    fast, default = php.resolve("8.2.32", "fast"), php.resolve("8.2.32", "default")
-    assert fast.vm_kind == "GOTO" and FLAG in fast.execute_cflags
-    assert FLAG not in default.execute_cflags and FLAG not in " ".join(default.cflags)
+    goto, seven = php.resolve("8.2.32", "default"), php.resolve("7.4.33", "default")
+    assert goto.vm_kind == "GOTO" and FLAG in goto.execute_cflags
+    assert seven.vm_kind == "TAILCALL" and FLAG not in seven.execute_cflags and FLAG not in " ".join(seven.cflags)
 
 
 def executor_command(build: Build) -> tuple[list[str], str]:
