@@ -145,12 +145,25 @@ def main() -> int:
                 samples[name].append(run_once(command, expect))
     load_after = os.getloadavg()
 
-    lines = ["| run | module (.wasm) | data file | wall time (median) | peak resident memory (median) |",
-             "|---|---:|---:|---:|---:|"]
+    median = {name: (statistics.median(s[0] for s in runs) * 1000, statistics.median(s[1] for s in runs))
+              for name, runs in samples.items()}
+
+    def against(name: str) -> str | None:
+        """The row a row is compared with: the data linked in for the C program, native PHP
+        doing the same for php.wasm."""
+        if name.startswith("use-icu.c"):
+            return next(iter(rows))
+        what = name.rpartition(": ")[2]
+        return next((n for n in rows if n.startswith("native PHP") and n.endswith(what)), None)
+
+    lines = ["| run | module (.wasm) | data file | wall time (median) | peak resident memory (median) "
+             "| wall, memory x the row compared |", "|---|---:|---:|---:|---:|---:|"]
     for name, (_, _, module, data) in rows.items():
-        wall = statistics.median(s[0] for s in samples[name]) * 1000
-        rss = statistics.median(s[1] for s in samples[name])
-        lines.append(f"| {name} | {module} | {data} | {wall:.1f} ms | {rss:.1f} MiB |")
+        wall, rss = median[name]
+        base = against(name)
+        ratio = (f"{wall / median[base][0]:.2f}x, {rss / median[base][1]:.2f}x (vs {base.partition(':')[0]})"
+                 if base and base != name else "")
+        lines.append(f"| {name} | {module} | {data} | {wall:.1f} ms | {rss:.1f} MiB | {ratio} |")
     from graph import cpu_model, write_section
     body = (f"`bench/icu_data.py --rounds {ns.rounds}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{os.cpu_count()} x {cpu_model()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "

@@ -71,8 +71,14 @@ def rewrite(source: str) -> str:
         lambda m: f"#define {m.group(1)}() ZEND_ASSERT(EG(exception)); LOAD_OPLINE(); "
                   + ("ZEND_VM_LEAVE()" if m.group(1).endswith("LEAVE") else "ZEND_VM_CONTINUE()"),
         source)
-    # A release whose execute_ex has no interrupt check before its loop has nothing to fix there.
+    # A release whose execute_ex has no interrupt check before its loop has nothing to fix there;
+    # one whose check is written otherwise is refused (the pass would be off with it unfixed).
     entries = len(ENTRY_CHECK.findall(source))
+    start = source.find("ZEND_API void execute_ex(zend_execute_data *ex)")
+    prologue = source[start:source.find("\twhile (1) {", start)] if start >= 0 else ""
+    if entries == 0 and "ZEND_VM_LOOP_INTERRUPT_CHECK()" in prologue:
+        raise KilnError("zend_vm_execute.h: execute_ex checks for interrupts before its loop, but not as "
+                        "`LOAD_OPLINE(); ZEND_VM_LOOP_INTERRUPT_CHECK();` then the loop: not a GOTO VM this rewrite knows")
     if entries > 1:
         raise KilnError("zend_vm_execute.h: more than one `LOAD_OPLINE(); ZEND_VM_LOOP_INTERRUPT_CHECK();` "
                         "before a loop: not the GOTO VM's execute_ex this rewrite knows")

@@ -62,6 +62,11 @@ def test_a_generator_writing_something_else_fails_with_the_reason(change, reason
         goto_vm.rewrite(GENERATED.replace(*change))
 
 
+def test_an_entry_check_written_otherwise_is_refused_not_skipped():
+    with pytest.raises(KilnError, match="checks for interrupts before its loop"):
+        goto_vm.rewrite(GENERATED.replace("\tZEND_VM_LOOP_INTERRUPT_CHECK();\n\n", "\tZEND_VM_LOOP_INTERRUPT_CHECK();\n\t/* x */\n\n"))
+
+
 def test_a_rewritten_vm_is_not_rewritten_twice():
     with pytest.raises(KilnError, match="already rewritten"):
         goto_vm.rewrite(goto_vm.rewrite(GENERATED))
