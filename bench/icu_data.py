@@ -46,6 +46,12 @@ def fail(message: str) -> None:
     sys.exit(f"bench/icu_data.py: {message}")
 
 
+def cut_package(icu: library.Library) -> Path:
+    """The data package the ICU build cut to its recipe's languages (lib-build.sh.j2's data step
+    leaves it in the work folder; the installed tree has it only inside libicudata.a)."""
+    return icu.work / "kiln-data" / f"icudt{icu.version.split('.')[0]}l.dat"
+
+
 def link_program(icu: library.Library, out: Path, data: str) -> Path:
     """use-icu.c linked with ICU's data (`data` "linked") or with the empty stub ("file")."""
     env = {**os.environ, "PKG_CONFIG_LIBDIR": str(icu.pkgconfig_dir), "PKG_CONFIG_PATH": ""}
@@ -89,7 +95,7 @@ def main() -> int:
     ns = ap.parse_args()
 
     icu = library.get("icu")
-    cut_data = icu.work / "kiln-data" / f"icudt{icu.version.split('.')[0]}l.dat"
+    cut_data = cut_package(icu)
     whole_data = icu.work / "source" / "data" / "in" / cut_data.name
     if not (icu.prefix / "lib" / "libicudata.a").is_file() or not cut_data.is_file():
         fail(f"ICU is not built in {icu.prefix} (its data package {cut_data} too): run doit lib_build:icu")
@@ -112,8 +118,8 @@ def main() -> int:
             env = {"ICU_DATA": "/icu"} if data_folder else {}
             return wasmtime_cli.command(wasmtime_cli.artifact(module), argv, env, grants)
 
-        def size(path: Path | None) -> str:
-            return f"{path.stat().st_size / 1e6:.2f} MB" if path else "-"
+        def size(path: Path) -> str:
+            return f"{path.stat().st_size / 1e6:.2f} MB"
 
         rows = {  # name: (command, expected output, module size, data file size)
             "use-icu.c, data linked in (28 languages)":

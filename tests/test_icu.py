@@ -180,7 +180,7 @@ def test_with_the_stub_in_place_of_its_data_icu_answers_from_the_data_file_alone
     assert module.stat().st_size < 4_000_000   # no data inside: 1.8 MB of code
     folder = tmp_path / "icu"
     folder.mkdir()
-    package = icu.work / "kiln-data" / "icudt76l.dat"
+    package = icu_bench.cut_package(icu)
     (folder / package.name).write_bytes(package.read_bytes())
 
     granted = runner.run(module, ["use-icu"], env={"ICU_DATA": "/icu"},
